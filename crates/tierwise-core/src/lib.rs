@@ -1,0 +1,20 @@
+//! Pure building blocks of tierwise: no network, no database.
+//!
+//! # Layout
+//! - [`catalog`]: the tier ladder (cheapest first) and the price table of other models.
+//! - [`cost`]: provider usage and its exact price (`Decimal`), per service tier.
+//! - [`tokens`]: o200k_base token counting for text, chat messages and tool schemas.
+//! - [`request`]: a validated read-only view of a chat completions / Responses request body.
+//! - [`signals`]: what the router looks at (tokens, turns, code, math, tools, domain, language, hints).
+//! - [`config`]: `tierwise.toml`, raw → validated.
+
+pub mod catalog;
+pub mod config;
+pub mod cost;
+pub mod request;
+pub mod signals;
+pub mod tokens;
+
+pub use catalog::{Catalog, Prices, Resolved, Tier};
+pub use config::Config;
+pub use cost::{Cost, ServiceTier, Usage, cost};

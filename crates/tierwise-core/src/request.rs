@@ -1,0 +1,313 @@
+//! A validated, read-only view of a request body. The body itself stays a `serde_json::Value`
+//! so every field the gateway does not touch is forwarded exactly as the client sent it.
+
+use serde_json::{Map, Value};
+
+use crate::tokens::content_text;
+
+/// Which OpenAI endpoint the body is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    ChatCompletions,
+    Responses,
+}
+
+/// One conversation turn, as text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub role: String,
+    pub text: String,
+    /// Names of tools this turn called (assistant turns).
+    pub tool_calls: Vec<String>,
+}
+
+/// What the router and the gateway read from a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestView {
+    pub api: Api,
+    pub model: String,
+    pub turns: Vec<Turn>,
+    /// The raw `messages` (chat) or the normalised input items (Responses), for token counting.
+    pub messages: Vec<Value>,
+    pub stream: bool,
+    pub tools: Vec<Value>,
+    /// `response_format` (chat) / `text.format` (Responses) asks for JSON.
+    pub structured_output: bool,
+    pub metadata: Option<Map<String, Value>>,
+    pub tool_choice: Option<Value>,
+}
+
+/// A client error in the request body, in OpenAI's terms.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct RequestError {
+    pub message: String,
+    /// The offending parameter, e.g. `messages`.
+    pub param: Option<String>,
+    /// OpenAI's code, e.g. `missing_required_parameter`, `invalid_type`.
+    pub code: &'static str,
+}
+
+impl RequestError {
+    fn missing(param: &str) -> RequestError {
+        RequestError {
+            message: format!("Missing required parameter: '{param}'."),
+            param: Some(param.to_string()),
+            code: "missing_required_parameter",
+        }
+    }
+    fn invalid_type(param: &str, expected: &str) -> RequestError {
+        RequestError {
+            message: format!("Invalid type for '{param}': expected {expected}."),
+            param: Some(param.to_string()),
+            code: "invalid_type",
+        }
+    }
+    fn invalid_value(param: &str, message: String) -> RequestError {
+        RequestError {
+            message,
+            param: Some(param.to_string()),
+            code: "invalid_value",
+        }
+    }
+}
+
+impl RequestView {
+    /// Reads a chat completions body.
+    pub fn chat(body: &Value) -> Result<RequestView, RequestError> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| RequestError::invalid_type("body", "a JSON object"))?;
+        let model = match obj.get("model") {
+            None => return Err(RequestError::missing("model")),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(RequestError::invalid_type("model", "a string")),
+        };
+        let messages = match obj.get("messages") {
+            None => return Err(RequestError::missing("messages")),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => return Err(RequestError::invalid_type("messages", "an array")),
+        };
+        if messages.is_empty() {
+            return Err(RequestError::invalid_value(
+                "messages",
+                "Invalid 'messages': empty array. Expected an array with minimum length 1.".into(),
+            ));
+        }
+        let mut turns = Vec::with_capacity(messages.len());
+        for (i, m) in messages.iter().enumerate() {
+            let param = format!("messages[{i}]");
+            let mo = m
+                .as_object()
+                .ok_or_else(|| RequestError::invalid_type(&param, "an object"))?;
+            let role = match mo.get("role") {
+                Some(Value::String(r)) => r.clone(),
+                Some(_) => return Err(RequestError::invalid_type(&format!("{param}.role"), "a string")),
+                None => return Err(RequestError::missing(&format!("{param}.role"))),
+            };
+            if !matches!(
+                role.as_str(),
+                "system" | "developer" | "user" | "assistant" | "tool" | "function"
+            ) {
+                return Err(RequestError::invalid_value(
+                    &format!("{param}.role"),
+                    format!("Invalid value for '{param}.role': {role:?}."),
+                ));
+            }
+            let text = match mo.get("content") {
+                None | Some(Value::Null) => String::new(),
+                Some(c @ (Value::String(_) | Value::Array(_))) => content_text(c),
+                Some(_) => {
+                    return Err(RequestError::invalid_type(
+                        &format!("{param}.content"),
+                        "a string or an array of content parts",
+                    ));
+                }
+            };
+            let tool_calls = mo
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .filter_map(|c| c.pointer("/function/name").and_then(Value::as_str))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            turns.push(Turn { role, text, tool_calls });
+        }
+        let stream = match obj.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(RequestError::invalid_type("stream", "a boolean")),
+        };
+        let tools = match obj.get("tools") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => return Err(RequestError::invalid_type("tools", "an array")),
+        };
+        let structured_output = obj
+            .get("response_format")
+            .and_then(|f| f.get("type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t == "json_schema" || t == "json_object");
+        let metadata = metadata_of(obj)?;
+        Ok(RequestView {
+            api: Api::ChatCompletions,
+            model,
+            turns,
+            messages,
+            stream,
+            tools,
+            structured_output,
+            metadata,
+            tool_choice: obj.get("tool_choice").cloned(),
+        })
+    }
+
+    /// Reads a Responses API body (`input` as a string or a list of items, `instructions`).
+    pub fn responses(body: &Value) -> Result<RequestView, RequestError> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| RequestError::invalid_type("body", "a JSON object"))?;
+        let model = match obj.get("model") {
+            None => return Err(RequestError::missing("model")),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(RequestError::invalid_type("model", "a string")),
+        };
+        let mut messages = Vec::new();
+        if let Some(instr) = obj.get("instructions").and_then(Value::as_str) {
+            messages.push(serde_json::json!({"role": "system", "content": instr}));
+        }
+        match obj.get("input") {
+            None => return Err(RequestError::missing("input")),
+            Some(Value::String(s)) => messages.push(serde_json::json!({"role": "user", "content": s})),
+            Some(Value::Array(items)) => {
+                for item in items {
+                    let role = item.get("role").and_then(Value::as_str);
+                    let kind = item.get("type").and_then(Value::as_str).unwrap_or("message");
+                    match (role, kind) {
+                        (Some(r), _) => {
+                            let content = item.get("content").cloned().unwrap_or(Value::Null);
+                            messages.push(serde_json::json!({"role": r, "content": content}));
+                        }
+                        (None, "function_call") => {
+                            let name = item.get("name").cloned().unwrap_or(Value::Null);
+                            let args = item.get("arguments").cloned().unwrap_or(Value::Null);
+                            messages.push(serde_json::json!({"role": "assistant", "content": null,
+                                "tool_calls": [{"type": "function", "function": {"name": name, "arguments": args}}]}));
+                        }
+                        (None, "function_call_output") => {
+                            let out = item.get("output").cloned().unwrap_or(Value::Null);
+                            messages.push(serde_json::json!({"role": "tool", "content": out}));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Some(_) => return Err(RequestError::invalid_type("input", "a string or an array")),
+        }
+        let turns = messages
+            .iter()
+            .map(|m| Turn {
+                role: m.get("role").and_then(Value::as_str).unwrap_or("user").to_string(),
+                text: m.get("content").map(content_text).unwrap_or_default(),
+                tool_calls: m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .map(|c| {
+                        c.iter()
+                            .filter_map(|c| c.pointer("/function/name").and_then(Value::as_str))
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let tools = obj.get("tools").and_then(Value::as_array).cloned().unwrap_or_default();
+        let structured_output = obj
+            .get("text")
+            .and_then(|t| t.pointer("/format/type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t == "json_schema" || t == "json_object");
+        let metadata = metadata_of(obj)?;
+        Ok(RequestView {
+            api: Api::Responses,
+            model,
+            turns,
+            messages,
+            stream,
+            tools,
+            structured_output,
+            metadata,
+            tool_choice: obj.get("tool_choice").cloned(),
+        })
+    }
+
+    /// The text of the last user turn.
+    pub fn last_user_text(&self) -> &str {
+        self.turns
+            .iter()
+            .rev()
+            .find(|t| t.role == "user")
+            .map(|t| t.text.as_str())
+            .unwrap_or("")
+    }
+
+    /// A metadata value as a string (OpenAI metadata values are strings; booleans tolerated).
+    pub fn metadata_str(&self, key: &str) -> Option<String> {
+        let v = self.metadata.as_ref()?.get(key)?;
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
+fn metadata_of(obj: &Map<String, Value>) -> Result<Option<Map<String, Value>>, RequestError> {
+    match obj.get("metadata") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m.clone())),
+        Some(_) => Err(RequestError::invalid_type("metadata", "an object")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn chat_errors_name_the_parameter() {
+        let e = RequestView::chat(&json!({"model": "auto"})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages"));
+        let e = RequestView::chat(&json!({"model": 3, "messages": []})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("model"));
+        let e = RequestView::chat(&json!({"model": "auto", "messages": "hi"})).unwrap_err();
+        assert_eq!(e.code, "invalid_type");
+        let e = RequestView::chat(&json!({"model": "auto", "messages": [{"content": "x"}]})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].role"));
+    }
+
+    #[test]
+    fn chat_view() {
+        let v = RequestView::chat(&json!({"model": "auto", "stream": true,
+            "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+            "response_format": {"type": "json_object"}, "metadata": {"category": "extraction"}}))
+        .unwrap();
+        assert!(v.stream && v.structured_output);
+        assert_eq!(v.last_user_text(), "hi");
+        assert_eq!(v.metadata_str("category").as_deref(), Some("extraction"));
+    }
+
+    #[test]
+    fn responses_view() {
+        let v = RequestView::responses(&json!({"model": "mini", "instructions": "sys", "input": "hello"})).unwrap();
+        assert_eq!(v.turns.len(), 2);
+        assert_eq!(v.last_user_text(), "hello");
+    }
+}
