@@ -3,7 +3,6 @@
 //! Tiers are ordered cheapest first; index 0 is the cheapest. Besides the tiers, the catalog
 //! prices other models a log or a client may name (e.g. `gpt-4o`), so cost is never guessed.
 
-
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -104,7 +103,10 @@ impl Catalog {
                 return Err(CatalogError::DuplicateTier(t.name.clone()));
             }
             let p = &t.prices;
-            if p.input <= Decimal::ZERO || p.output <= Decimal::ZERO || p.cached_input < Decimal::ZERO {
+            if p.input <= Decimal::ZERO
+                || p.output <= Decimal::ZERO
+                || p.cached_input < Decimal::ZERO
+            {
                 return Err(CatalogError::NonPositivePrice(t.name.clone()));
             }
             if p.cached_input > p.input {
@@ -128,7 +130,8 @@ impl Catalog {
         }
         for m in &models {
             let p = &m.prices;
-            if p.input < Decimal::ZERO || p.output < Decimal::ZERO || p.cached_input < Decimal::ZERO {
+            if p.input < Decimal::ZERO || p.output < Decimal::ZERO || p.cached_input < Decimal::ZERO
+            {
                 return Err(CatalogError::NegativeModelPrice(m.model.clone()));
             }
         }
@@ -202,7 +205,11 @@ impl Catalog {
     /// Prices of any model the catalog knows (tiers first, then the price table; dated snapshots
     /// fall back to their base id). `None` means unpriced: never price it as zero.
     pub fn prices_for(&self, model: &str) -> Option<&Prices> {
-        if let Some(t) = self.tiers.iter().find(|t| t.model == model || t.name == model) {
+        if let Some(t) = self
+            .tiers
+            .iter()
+            .find(|t| t.model == model || t.name == model)
+        {
             return Some(&t.prices);
         }
         if let Some(m) = self.priced_model(model) {
@@ -237,7 +244,9 @@ pub fn strip_snapshot(model: &str) -> Option<&str> {
         let is_date = b[0] == b'-'
             && b[5] == b'-'
             && b[8] == b'-'
-            && [1, 2, 3, 4, 6, 7, 9, 10].iter().all(|&i| b[i].is_ascii_digit());
+            && [1, 2, 3, 4, 6, 7, 9, 10]
+                .iter()
+                .all(|&i| b[i].is_ascii_digit());
         if is_date {
             return Some(&model[..model.len() - 11]);
         }

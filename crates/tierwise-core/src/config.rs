@@ -12,7 +12,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, CatalogError, Prices, PricedModel, Tier};
+use crate::catalog::{Catalog, CatalogError, PricedModel, Prices, Tier};
 use crate::cost::TierMultipliers;
 
 /// The configuration shipped in the binary: identical to `tierwise.toml` at the repo root.
@@ -400,10 +400,19 @@ impl Config {
         Config::from_toml(&text, &dir, env)
     }
 
-    pub fn from_toml(text: &str, base_dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+    pub fn from_toml(
+        text: &str,
+        base_dir: &Path,
+        env: EnvLookup<'_>,
+    ) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             // toml's message names the key and the line; keep it on one line.
-            ConfigError::Parse(e.to_string().split_whitespace().collect::<Vec<_>>().join(" "))
+            ConfigError::Parse(
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
         })?;
         Config::load(raw, base_dir, env)
     }
@@ -411,7 +420,11 @@ impl Config {
     /// Validates a raw config. Environment: `TIERWISE_UPSTREAM_BASE_URL` overrides the upstream
     /// base URL; the API key comes from `upstream.api_key`, else the variable named by
     /// `upstream.api_key_env` (default `OPENAI_API_KEY`).
-    pub fn load(raw: RawConfig, base_dir: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+    pub fn load(
+        raw: RawConfig,
+        base_dir: &Path,
+        env: EnvLookup<'_>,
+    ) -> Result<Config, ConfigError> {
         let RawConfig {
             listen,
             baseline,
@@ -427,9 +440,9 @@ impl Config {
         } = raw;
 
         let listen_str = listen.unwrap_or_else(|| "127.0.0.1:8080".to_string());
-        let listen: SocketAddr = listen_str
-            .parse()
-            .map_err(|_| ConfigError::invalid("listen", format!("not an ADDR:PORT: {listen_str:?}")))?;
+        let listen: SocketAddr = listen_str.parse().map_err(|_| {
+            ConfigError::invalid("listen", format!("not an ADDR:PORT: {listen_str:?}"))
+        })?;
 
         // Tiers and prices.
         let mut tier_list = Vec::with_capacity(tiers.len());
@@ -456,7 +469,11 @@ impl Config {
                 cached_input: cached_input.to_decimal(&field("cached_input"))?,
                 output: output.to_decimal(&field("output"))?,
             };
-            tier_list.push(Tier { name, model, prices });
+            tier_list.push(Tier {
+                name,
+                model,
+                prices,
+            });
         }
         let mut priced = Vec::with_capacity(models.len());
         for (i, m) in models.into_iter().enumerate() {
@@ -506,16 +523,16 @@ impl Config {
         };
         let baseline_name = match baseline {
             Some(b) => b,
-            None => tier_list
-                .last()
-                .map(|t| t.name.clone())
-                .unwrap_or_default(),
+            None => tier_list.last().map(|t| t.name.clone()).unwrap_or_default(),
         };
         let catalog = Catalog::new(tier_list, &baseline_name, priced, multipliers)?;
         let tier_ref = |name: &str, field: String| -> Result<usize, ConfigError> {
             catalog.tier_index(name).ok_or_else(|| {
                 let known: Vec<_> = catalog.tiers().iter().map(|t| t.name.as_str()).collect();
-                ConfigError::invalid(field, format!("no tier named {name:?} (tiers: {})", known.join(", ")))
+                ConfigError::invalid(
+                    field,
+                    format!("no tier named {name:?} (tiers: {})", known.join(", ")),
+                )
             })
         };
 
@@ -553,19 +570,29 @@ impl Config {
             pool_max_idle_per_host: pool_max_idle_per_host.unwrap_or(64),
         };
         if upstream.timeout_secs == 0 {
-            return Err(ConfigError::invalid("upstream.timeout_secs", "must be positive"));
+            return Err(ConfigError::invalid(
+                "upstream.timeout_secs",
+                "must be positive",
+            ));
         }
 
         let RawServer { max_body_bytes } = server;
         let max_body_bytes = max_body_bytes.unwrap_or(4 * 1024 * 1024);
         if max_body_bytes == 0 {
-            return Err(ConfigError::invalid("server.max_body_bytes", "must be positive"));
+            return Err(ConfigError::invalid(
+                "server.max_body_bytes",
+                "must be positive",
+            ));
         }
 
         let RawLog { path, store_bodies } = log;
         let log_path = PathBuf::from(path.unwrap_or_else(|| "tierwise.db".to_string()));
         let log = LogConfig {
-            path: if log_path.is_absolute() { log_path } else { base_dir.join(log_path) },
+            path: if log_path.is_absolute() {
+                log_path
+            } else {
+                base_dir.join(log_path)
+            },
             store_bodies: store_bodies.unwrap_or(false),
         };
 
@@ -584,9 +611,17 @@ impl Config {
         };
         let mut rule_list = Vec::with_capacity(rules.len());
         for (i, r) in rules.into_iter().enumerate() {
-            let RawRule { name, tier, mode, when } = r;
+            let RawRule {
+                name,
+                tier,
+                mode,
+                when,
+            } = r;
             if rule_list.iter().any(|o: &Rule| o.name == name) {
-                return Err(ConfigError::invalid(format!("routing.rules[{i}].name"), format!("duplicate rule {name:?}")));
+                return Err(ConfigError::invalid(
+                    format!("routing.rules[{i}].name"),
+                    format!("duplicate rule {name:?}"),
+                ));
             }
             if let (Some(lo), Some(hi)) = (when.min_prompt_tokens, when.max_prompt_tokens)
                 && lo > hi
@@ -604,10 +639,16 @@ impl Config {
                 when,
             });
         }
-        let RawLearned { weights, thresholds } = learned;
+        let RawLearned {
+            weights,
+            thresholds,
+        } = learned;
         if let Some(t) = &thresholds {
             if t.iter().any(|x| !x.is_finite()) {
-                return Err(ConfigError::invalid("routing.learned.thresholds", "must be finite numbers"));
+                return Err(ConfigError::invalid(
+                    "routing.learned.thresholds",
+                    "must be finite numbers",
+                ));
             }
         }
         let routing = Routing {
@@ -678,7 +719,10 @@ mod tests {
         let names: Vec<_> = c.catalog.tiers().iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["nano", "mini", "standard", "flagship"]);
         assert_eq!(c.catalog.baseline().1.model, "gpt-5.5");
-        assert_eq!(c.catalog.tiers()[0].prices.input, Decimal::from_str("0.20").unwrap());
+        assert_eq!(
+            c.catalog.tiers()[0].prices.input,
+            Decimal::from_str("0.20").unwrap()
+        );
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
     }
 
@@ -691,7 +735,10 @@ mod tests {
         };
         let c = Config::embedded(&env).unwrap();
         assert_eq!(c.upstream.base_url, "http://127.0.0.1:9/v1");
-        assert_eq!(c.upstream.api_key.as_ref().map(Secret::expose), Some("sk-test"));
+        assert_eq!(
+            c.upstream.api_key.as_ref().map(Secret::expose),
+            Some("sk-test")
+        );
         assert_eq!(format!("{:?}", c.upstream.api_key), "Some(*****)");
     }
 

@@ -216,7 +216,13 @@ mod tests {
 
     #[test]
     fn golden_uncached_input() {
-        let c = cost(&flagship(), &usage(1_000_000, 0, 0, 0), ServiceTier::Default, &Default::default()).unwrap();
+        let c = cost(
+            &flagship(),
+            &usage(1_000_000, 0, 0, 0),
+            ServiceTier::Default,
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(c.total, dec!(5));
         assert_eq!(c.input, dec!(5));
     }
@@ -224,7 +230,13 @@ mod tests {
     #[test]
     fn golden_cached_input() {
         // 1000 prompt tokens of which 800 cached: 200 × 5/1M + 800 × 0.5/1M
-        let c = cost(&flagship(), &usage(1000, 800, 0, 0), ServiceTier::Default, &Default::default()).unwrap();
+        let c = cost(
+            &flagship(),
+            &usage(1000, 800, 0, 0),
+            ServiceTier::Default,
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(c.input, dec!(0.001));
         assert_eq!(c.cached_input, dec!(0.0004));
         assert_eq!(c.total, dec!(0.0014));
@@ -233,7 +245,13 @@ mod tests {
     #[test]
     fn golden_output_includes_reasoning() {
         // reasoning tokens are inside output_tokens: billed once, at the output price
-        let c = cost(&flagship(), &usage(0, 0, 1500, 1000), ServiceTier::Default, &Default::default()).unwrap();
+        let c = cost(
+            &flagship(),
+            &usage(0, 0, 1500, 1000),
+            ServiceTier::Default,
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(c.output, dec!(0.045));
         assert_eq!(c.total, dec!(0.045));
     }
@@ -242,24 +260,52 @@ mod tests {
     fn golden_service_tiers() {
         let u = usage(1000, 0, 1000, 0);
         let m = TierMultipliers::default();
-        let std = cost(&flagship(), &u, ServiceTier::Default, &m).unwrap().total;
+        let std = cost(&flagship(), &u, ServiceTier::Default, &m)
+            .unwrap()
+            .total;
         assert_eq!(std, dec!(0.035));
-        assert_eq!(cost(&flagship(), &u, ServiceTier::Batch, &m).unwrap().total, dec!(0.0175));
-        assert_eq!(cost(&flagship(), &u, ServiceTier::Flex, &m).unwrap().total, dec!(0.0175));
-        assert_eq!(cost(&flagship(), &u, ServiceTier::Priority, &m).unwrap().total, dec!(0.07));
+        assert_eq!(
+            cost(&flagship(), &u, ServiceTier::Batch, &m).unwrap().total,
+            dec!(0.0175)
+        );
+        assert_eq!(
+            cost(&flagship(), &u, ServiceTier::Flex, &m).unwrap().total,
+            dec!(0.0175)
+        );
+        assert_eq!(
+            cost(&flagship(), &u, ServiceTier::Priority, &m)
+                .unwrap()
+                .total,
+            dec!(0.07)
+        );
     }
 
     #[test]
     fn nano_small_call_is_exact() {
-        let nano = Prices { input: dec!(0.20), cached_input: dec!(0.02), output: dec!(1.25) };
-        let c = cost(&nano, &usage(17, 0, 9, 0), ServiceTier::Default, &Default::default()).unwrap();
+        let nano = Prices {
+            input: dec!(0.20),
+            cached_input: dec!(0.02),
+            output: dec!(1.25),
+        };
+        let c = cost(
+            &nano,
+            &usage(17, 0, 9, 0),
+            ServiceTier::Default,
+            &Default::default(),
+        )
+        .unwrap();
         // 17 × 0.2 + 9 × 1.25 = 3.4 + 11.25 = 14.65 micro-dollars
         assert_eq!(c.total, dec!(0.00001465));
     }
 
     #[test]
     fn cached_over_input_is_an_error() {
-        let err = cost(&flagship(), &usage(10, 11, 0, 0), ServiceTier::Default, &Default::default());
+        let err = cost(
+            &flagship(),
+            &usage(10, 11, 0, 0),
+            ServiceTier::Default,
+            &Default::default(),
+        );
         assert!(matches!(err, Err(CostError::CachedExceedsInput { .. })));
     }
 

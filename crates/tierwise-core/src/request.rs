@@ -102,7 +102,12 @@ impl RequestView {
                 .ok_or_else(|| RequestError::invalid_type(&param, "an object"))?;
             let role = match mo.get("role") {
                 Some(Value::String(r)) => r.clone(),
-                Some(_) => return Err(RequestError::invalid_type(&format!("{param}.role"), "a string")),
+                Some(_) => {
+                    return Err(RequestError::invalid_type(
+                        &format!("{param}.role"),
+                        "a string",
+                    ));
+                }
                 None => return Err(RequestError::missing(&format!("{param}.role"))),
             };
             if !matches!(
@@ -135,7 +140,11 @@ impl RequestView {
                         .collect()
                 })
                 .unwrap_or_default();
-            turns.push(Turn { role, text, tool_calls });
+            turns.push(Turn {
+                role,
+                text,
+                tool_calls,
+            });
         }
         let stream = match obj.get("stream") {
             None | Some(Value::Null) => false,
@@ -182,11 +191,16 @@ impl RequestView {
         }
         match obj.get("input") {
             None => return Err(RequestError::missing("input")),
-            Some(Value::String(s)) => messages.push(serde_json::json!({"role": "user", "content": s})),
+            Some(Value::String(s)) => {
+                messages.push(serde_json::json!({"role": "user", "content": s}))
+            }
             Some(Value::Array(items)) => {
                 for item in items {
                     let role = item.get("role").and_then(Value::as_str);
-                    let kind = item.get("type").and_then(Value::as_str).unwrap_or("message");
+                    let kind = item
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("message");
                     match (role, kind) {
                         (Some(r), _) => {
                             let content = item.get("content").cloned().unwrap_or(Value::Null);
@@ -211,7 +225,11 @@ impl RequestView {
         let turns = messages
             .iter()
             .map(|m| Turn {
-                role: m.get("role").and_then(Value::as_str).unwrap_or("user").to_string(),
+                role: m
+                    .get("role")
+                    .and_then(Value::as_str)
+                    .unwrap_or("user")
+                    .to_string(),
                 text: m.get("content").map(content_text).unwrap_or_default(),
                 tool_calls: m
                     .get("tool_calls")
@@ -226,7 +244,11 @@ impl RequestView {
             })
             .collect();
         let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        let tools = obj.get("tools").and_then(Value::as_array).cloned().unwrap_or_default();
+        let tools = obj
+            .get("tools")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         let structured_output = obj
             .get("text")
             .and_then(|t| t.pointer("/format/type"))
@@ -289,7 +311,8 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("model"));
         let e = RequestView::chat(&json!({"model": "auto", "messages": "hi"})).unwrap_err();
         assert_eq!(e.code, "invalid_type");
-        let e = RequestView::chat(&json!({"model": "auto", "messages": [{"content": "x"}]})).unwrap_err();
+        let e = RequestView::chat(&json!({"model": "auto", "messages": [{"content": "x"}]}))
+            .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
     }
 
@@ -306,7 +329,10 @@ mod tests {
 
     #[test]
     fn responses_view() {
-        let v = RequestView::responses(&json!({"model": "mini", "instructions": "sys", "input": "hello"})).unwrap();
+        let v = RequestView::responses(
+            &json!({"model": "mini", "instructions": "sys", "input": "hello"}),
+        )
+        .unwrap();
         assert_eq!(v.turns.len(), 2);
         assert_eq!(v.last_user_text(), "hello");
     }

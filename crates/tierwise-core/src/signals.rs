@@ -41,7 +41,9 @@ impl Hints {
         Hints {
             tier: get("tier", "x-tierwise-tier").filter(|s| !s.is_empty()),
             role: get("role", "x-tierwise-role").filter(|s| !s.is_empty()),
-            category: get("category", "x-tierwise-category").map(|s| s.to_ascii_lowercase()).filter(|s| !s.is_empty()),
+            category: get("category", "x-tierwise-category")
+                .map(|s| s.to_ascii_lowercase())
+                .filter(|s| !s.is_empty()),
             deferrable: get("deferrable", "x-tierwise-deferrable").is_some_and(|s| truthy(&s)),
             mode: get("mode", "x-tierwise-mode").filter(|s| !s.is_empty()),
         }
@@ -60,7 +62,10 @@ impl Hints {
 }
 
 pub fn truthy(s: &str) -> bool {
-    matches!(s.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+    matches!(
+        s.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -113,7 +118,10 @@ impl Signals {
             last_user_tokens,
             turns: view.turns.iter().filter(|t| t.role == "user").count(),
             messages: view.turns.len(),
-            has_system: view.turns.iter().any(|t| t.role == "system" || t.role == "developer"),
+            has_system: view
+                .turns
+                .iter()
+                .any(|t| t.role == "system" || t.role == "developer"),
             code_blocks,
             code,
             math: looks_like_math(last_user),
@@ -160,8 +168,11 @@ pub fn looks_like_math(text: &str) -> bool {
     static WORDS: OnceLock<Option<Regex>> = OnceLock::new();
     let latex = re(&LATEX, r"\\(frac|int|sum|sqrt|lim|prod|cdot|times|le|ge|neq|infty|pi|theta|alpha|beta)\b|\$[^$\n]{1,80}\$")
         .is_some_and(|r| r.is_match(text));
-    let eq = re(&EQ, r"\d\s*[\^*/=]\s*[\d(a-z]|[a-z]\s*\^\s*\d|\b[xyz]\s*[=+\-]\s*\d")
-        .is_some_and(|r| r.find_iter(text).count() >= 1);
+    let eq = re(
+        &EQ,
+        r"\d\s*[\^*/=]\s*[\d(a-z]|[a-z]\s*\^\s*\d|\b[xyz]\s*[=+\-]\s*\d",
+    )
+    .is_some_and(|r| r.find_iter(text).count() >= 1);
     let words = re(
         &WORDS,
         r"(?i)\b(solve|equation|integral|derivative|probability|theorem|prove|proof|polynomial|matrix|eigen\w*|logarithm|factorial|modulo|prime number|calculate|compute|how many|what is the value)\b",
@@ -173,13 +184,34 @@ pub fn looks_like_math(text: &str) -> bool {
 
 /// Hard domains: where small models fail more often and errors cost more.
 const HARD_TERMS: &[(&str, &str)] = &[
-    ("law", r"(?i)\b(statute|plaintiff|defendant|jurisdiction|tort|liability|contract law|case law|legal(ly)?)\b"),
-    ("medicine", r"(?i)\b(diagnos\w+|symptom\w*|clinical|patient|dosage|patholog\w+|prognosis|pharmac\w+)\b"),
-    ("finance", r"(?i)\b(derivative pricing|valuation|amortiz\w+|hedg\w+|portfolio|arbitrage|discounted cash flow|ebitda)\b"),
-    ("science", r"(?i)\b(quantum|thermodynamic\w*|entropy|enthalpy|molecular|genom\w+|relativity|electromagnet\w*|stoichiometr\w+)\b"),
-    ("proof", r"(?i)\b(prove|proof|lemma|theorem|rigorous(ly)?)\b"),
-    ("algorithms", r"(?i)\b(time complexity|np-hard|dynamic programming|big-o|asymptotic)\b"),
-    ("security", r"(?i)\b(exploit|vulnerabilit\w+|cryptograph\w+|threat model)\b"),
+    (
+        "law",
+        r"(?i)\b(statute|plaintiff|defendant|jurisdiction|tort|liability|contract law|case law|legal(ly)?)\b",
+    ),
+    (
+        "medicine",
+        r"(?i)\b(diagnos\w+|symptom\w*|clinical|patient|dosage|patholog\w+|prognosis|pharmac\w+)\b",
+    ),
+    (
+        "finance",
+        r"(?i)\b(derivative pricing|valuation|amortiz\w+|hedg\w+|portfolio|arbitrage|discounted cash flow|ebitda)\b",
+    ),
+    (
+        "science",
+        r"(?i)\b(quantum|thermodynamic\w*|entropy|enthalpy|molecular|genom\w+|relativity|electromagnet\w*|stoichiometr\w+)\b",
+    ),
+    (
+        "proof",
+        r"(?i)\b(prove|proof|lemma|theorem|rigorous(ly)?)\b",
+    ),
+    (
+        "algorithms",
+        r"(?i)\b(time complexity|np-hard|dynamic programming|big-o|asymptotic)\b",
+    ),
+    (
+        "security",
+        r"(?i)\b(exploit|vulnerabilit\w+|cryptograph\w+|threat model)\b",
+    ),
 ];
 
 pub fn hard_domain_terms(text: &str) -> Vec<String> {
@@ -217,7 +249,10 @@ pub fn language(text: &str) -> &'static str {
     if total == 0 {
         return "en";
     }
-    let max = [latin, cjk, cyr, arabic, deva, other].into_iter().max().unwrap_or(0);
+    let max = [latin, cjk, cyr, arabic, deva, other]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
     if max == cjk && cjk * 5 >= total {
         return "cjk";
     }
@@ -229,7 +264,10 @@ pub fn language(text: &str) -> &'static str {
             _ => "other",
         };
     }
-    const EN: &[&str] = &["the", "and", "is", "of", "to", "what", "a", "in", "for", "how", "you", "that", "with", "are", "this", "it", "which"];
+    const EN: &[&str] = &[
+        "the", "and", "is", "of", "to", "what", "a", "in", "for", "how", "you", "that", "with",
+        "are", "this", "it", "which",
+    ];
     let words: Vec<String> = text
         .split(|c: char| !c.is_alphabetic())
         .filter(|w| !w.is_empty())
@@ -240,7 +278,11 @@ pub fn language(text: &str) -> &'static str {
         return "en";
     }
     let en = words.iter().filter(|w| EN.contains(&w.as_str())).count();
-    if en * 12 >= words.len() || words.len() < 4 { "en" } else { "latin" }
+    if en * 12 >= words.len() || words.len() < 4 {
+        "en"
+    } else {
+        "latin"
+    }
 }
 
 #[cfg(test)]
@@ -255,25 +297,37 @@ mod tests {
 
     #[test]
     fn detects_code_math_language() {
-        let s = sig(json!({"model": "auto", "messages": [{"role": "user", "content": "Fix this:\n```python\ndef f(x):\n    return x+1\n```"}]}));
+        let s = sig(
+            json!({"model": "auto", "messages": [{"role": "user", "content": "Fix this:\n```python\ndef f(x):\n    return x+1\n```"}]}),
+        );
         assert!(s.code);
         assert_eq!(s.code_blocks, 1);
-        let s = sig(json!({"model": "auto", "messages": [{"role": "user", "content": "Solve the equation x^2 - 5x + 6 = 0 and prove the roots are integers."}]}));
+        let s = sig(
+            json!({"model": "auto", "messages": [{"role": "user", "content": "Solve the equation x^2 - 5x + 6 = 0 and prove the roots are integers."}]}),
+        );
         assert!(s.math);
         assert!(s.hard_domain.contains(&"proof".to_string()));
-        let s = sig(json!({"model": "auto", "messages": [{"role": "user", "content": "Quelle est la capitale de la France ? Réponds en une phrase courte, merci beaucoup."}]}));
+        let s = sig(
+            json!({"model": "auto", "messages": [{"role": "user", "content": "Quelle est la capitale de la France ? Réponds en une phrase courte, merci beaucoup."}]}),
+        );
         assert_eq!(s.language, "latin");
-        let s = sig(json!({"model": "auto", "messages": [{"role": "user", "content": "请把这句话翻译成英文"}]}));
+        let s = sig(
+            json!({"model": "auto", "messages": [{"role": "user", "content": "请把这句话翻译成英文"}]}),
+        );
         assert_eq!(s.language, "cjk");
-        let s = sig(json!({"model": "auto", "messages": [{"role": "user", "content": "What is the capital of France?"}]}));
+        let s = sig(
+            json!({"model": "auto", "messages": [{"role": "user", "content": "What is the capital of France?"}]}),
+        );
         assert_eq!(s.language, "en");
         assert!(!s.math && !s.code && s.hard_domain.is_empty());
     }
 
     #[test]
     fn hints_from_metadata() {
-        let s = sig(json!({"model": "auto", "metadata": {"x-tierwise-role": "sub-agent", "category": "Extraction", "deferrable": "true"},
-            "messages": [{"role": "user", "content": "x"}]}));
+        let s = sig(
+            json!({"model": "auto", "metadata": {"x-tierwise-role": "sub-agent", "category": "Extraction", "deferrable": "true"},
+            "messages": [{"role": "user", "content": "x"}]}),
+        );
         assert_eq!(s.role.as_deref(), Some("sub-agent"));
         assert_eq!(s.category.as_deref(), Some("extraction"));
         assert!(s.deferrable);

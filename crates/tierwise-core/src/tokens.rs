@@ -102,7 +102,8 @@ mod tests {
         let msgs = vec![json!({"role": "user", "content": "hello world"})];
         // 3 priming + 3 per message + 1 ("user") + 2 content
         assert_eq!(count_messages(&msgs), 9);
-        let parts = vec![json!({"role": "user", "content": [{"type": "text", "text": "hello world"}]})];
+        let parts =
+            vec![json!({"role": "user", "content": [{"type": "text", "text": "hello world"}]})];
         assert_eq!(count_messages(&parts), 9);
     }
 }

@@ -1,1 +1,40 @@
-fn main() {}
+//! `tierwise`: thin binary. Parses arguments and hands off to `cmd::*`.
+
+mod cli;
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{BenchCommand, Cli, Command, ConfigCommand, ToolsCommand};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Route(a) => cmd::route::run(a),
+        Command::Audit(a) => cmd::audit::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Calibrate(a) => cmd::calibrate::run(a),
+        Command::Tools(ToolsCommand::Eval(a)) => cmd::tools::run_eval(a),
+        Command::Config(ConfigCommand::Check(a)) => cmd::config::check(a),
+        Command::Bench(BenchCommand::Gateway(a)) => cmd::bench::gateway(a),
+    };
+    match result {
+        Ok(status) => status.into(),
+        Err(e) => {
+            output::error_line(&e);
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Every command-line argument of `tierwise`, in one place (clap derive). Logic lives in the
+//! library crates; `cmd/*` wires arguments to them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tierwise",
+    version,
+    about = "Route each LLM call to the cheapest tier that meets its quality bar."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the OpenAI-compatible gateway.
+    Serve(ServeArgs),
+    /// Explain the routing decision for one prompt or request body.
+    Route(RouteArgs),
+    /// Audit call logs: spend by category and tier, and what each lever would save.
+    Audit(AuditArgs),
+    /// Evaluate a router offline on outcome data (cost/quality curve, APGR, CPT, savings).
+    Eval(EvalArgs),
+    /// Fit the learned router on outcome data.
+    Train(TrainArgs),
+    /// Calibrate the learned router's thresholds to a target and write them into a config.
+    Calibrate(CalibrateArgs),
+    /// Tool search: evaluation on tool-selection data.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Benchmarks a user can run (gateway overhead, …).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Config file (default: ./tierwise.toml if present, else the embedded default).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides `listen` in the config).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// The prompt (one user message).
+    #[arg(required_unless_present = "request")]
+    pub prompt: Option<String>,
+    /// A chat completions (or Responses) request body as JSON.
+    #[arg(long, conflicts_with = "prompt")]
+    pub request: Option<PathBuf>,
+    /// Config file (default: ./tierwise.toml if present, else the embedded default).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Hint: caller role (e.g. sub-agent).
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Hint: category (classification, extraction, summarization, coding, reasoning, …).
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Force a tier.
+    #[arg(long)]
+    pub tier: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Log files: JSONL call logs, OpenAI usage exports (.json), `-` for stdin; `.gz` accepted.
+    pub logs: Vec<PathBuf>,
+    /// tierwise's own request log (SQLite).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Write a self-contained HTML report.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Only calls at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only calls before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// A malformed line is fatal.
+    #[arg(long)]
+    pub strict: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Data set folder (outcomes.jsonl[.gz] + models.json).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The ladder, cheapest first (default: all models in the data, ordered by price).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Router: a name (e.g. `default`, `learned`) or a router file.
+    #[arg(long)]
+    pub router: Option<String>,
+    /// K-fold cross-validation: train on the data set's own folds.
+    #[arg(long)]
+    pub cv: Option<usize>,
+    /// Outcome files to read instead of outcomes.jsonl[.gz] (e.g. outcomes_test.jsonl.gz).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Evaluate the cascade (score cheap answers, escalate).
+    #[arg(long)]
+    pub cascade: bool,
+    /// Write per-row router scores (JSONL).
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
+    /// Write an HTML chart of the curve.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Data set folders.
+    #[arg(long, num_args = 1.., required = true)]
+    pub data: Vec<PathBuf>,
+    /// Where to write the router file.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    #[arg(long)]
+    pub data: PathBuf,
+    /// strong-share=0.3 | budget-usd-per-1k=… | quality=0.95
+    #[arg(long)]
+    pub target: String,
+    /// Config file to write thresholds into.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolsCommand {
+    /// Recall of gold tools vs tool-schema tokens removed.
+    Eval(ToolsEvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ToolsEvalArgs {
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Tools kept per request.
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// Report the curve over k.
+    #[arg(long)]
+    pub sweep: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file: exit 0 if valid, 1 with a message naming the bad field.
+    Check(ConfigCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigCheckArgs {
+    pub file: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Added latency of the gateway vs calling the mock upstream directly.
+    Gateway(BenchGatewayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchGatewayArgs {
+    /// Requests per side.
+    #[arg(long, default_value_t = 10_000)]
+    pub requests: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    #[arg(long)]
+    pub json: bool,
+}
