@@ -1,1 +1,115 @@
-//! tierwise-store
+//! The request log: one row per gateway request, in SQLite (bundled, embedded).
+//!
+//! # Layout
+//! - [`RequestRow`]: the row, public and documented field by field: `tierwise audit --store`
+//!   reads it back through [`LogReader`].
+//! - [`schema`]: the schema as ordered migrations in code, applied on open (`PRAGMA user_version`).
+//! - [`writer`]: [`RequestLog`], the write side. The gateway's hot path only pushes a row into a
+//!   bounded channel; one writer thread drains it and inserts in batches, one transaction per
+//!   batch. `flush` waits for everything queued so far; `close` drains and joins the thread, so a
+//!   graceful shutdown loses nothing.
+//! - [`reader`]: [`LogReader`], the read side: rows in time order, with an optional time window,
+//!   streamed through a callback (constant memory) or collected.
+//!
+//! Money is `rust_decimal::Decimal`, stored as its exact decimal text; times are UTC.
+
+pub mod reader;
+pub mod schema;
+pub mod writer;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub use reader::{LogReader, TimeRange};
+pub use writer::{LogStats, RequestLog, WriterOptions};
+
+/// One request through the gateway, as logged.
+///
+/// Rows are written for every request that reaches a proxy endpoint, including those the gateway
+/// rejects (bad JSON, unknown model, body too large) and those the upstream fails: the status
+/// says which. Prompts and answers are only kept when `log.store_bodies = true`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRow {
+    /// UUID v7 (time-ordered); also sent to the client as `x-tierwise-request-id`.
+    pub id: Uuid,
+    /// When the gateway received the request (UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// `chat.completions` or `responses`.
+    pub endpoint: String,
+    /// The `model` the client sent (`auto`, a tier name, a model id); empty if unreadable.
+    pub requested_model: String,
+    /// Name of the tier that answered (or was last tried); `none` for a model outside the ladder
+    /// or a request rejected before routing.
+    pub tier: String,
+    /// The model id sent upstream for the final attempt; empty if nothing was sent.
+    pub model: String,
+    /// The router's short reason (e.g. `rule code (code) → standard`).
+    pub reason: String,
+    /// Category hint (`x-tierwise-category` / `metadata.category`), lowercased.
+    pub category: Option<String>,
+    /// Caller role hint (`x-tierwise-role` / `metadata.role`), e.g. `sub-agent`.
+    pub role: Option<String>,
+    /// Dispatch mode the router chose: `sync`, `flex`, `batch` or `cascade`.
+    pub mode: String,
+    /// Service tier the provider billed (`default`, `flex`, `priority`, `batch`).
+    pub service_tier: String,
+    /// All prompt tokens, cached ones included.
+    pub input_tokens: u64,
+    /// The part of `input_tokens` read from the provider's prompt cache.
+    pub cached_tokens: u64,
+    /// All completion tokens, reasoning ones included.
+    pub output_tokens: u64,
+    /// The part of `output_tokens` spent on hidden reasoning.
+    pub reasoning_tokens: u64,
+    /// True when the upstream reported no usage and the counts are o200k estimates.
+    pub usage_estimated: bool,
+    /// Exact cost in USD of this call; `None` when the model is unpriced (never guessed as 0).
+    pub cost_usd: Option<Decimal>,
+    /// What the same usage would have cost on the baseline tier (default service tier).
+    pub baseline_cost_usd: Option<Decimal>,
+    /// Wall time from request received to the last byte sent, in milliseconds.
+    pub latency_ms: f64,
+    /// HTTP status returned to the client; 499 when the client went away mid-stream.
+    pub status: u16,
+    /// Whether the response was streamed (SSE).
+    pub streamed: bool,
+    /// Upstream calls made (retries and fallbacks included); 0 if none.
+    pub attempts: u32,
+    /// Tier names tried, in order (fallbacks show up here).
+    pub tiers_tried: Vec<String>,
+    /// Error message when the request failed (never contains the API key).
+    pub error: Option<String>,
+    /// The request body as received, only with `log.store_bodies = true`.
+    pub request_body: Option<String>,
+    /// The response body (for streams: the assembled text), only with `log.store_bodies = true`.
+    pub response_body: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("request log {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("request log: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("request log {path}: schema version {found} is newer than this tierwise ({known})")]
+    NewerSchema {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("request log: the writer is closed")]
+    Closed,
+    #[error("request log: the writer thread failed: {0}")]
+    Writer(String),
+    #[error("request log: bad value in column {column}: {message}")]
+    BadValue {
+        column: &'static str,
+        message: String,
+    },
+}

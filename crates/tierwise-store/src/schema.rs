@@ -1,0 +1,76 @@
+//! The schema, as ordered migrations in code. `PRAGMA user_version` records how many have run;
+//! opening a log applies the missing ones in one transaction. Never edit a released migration:
+//! append a new one.
+
+use rusqlite::Connection;
+
+use crate::StoreError;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the request log.
+    "CREATE TABLE requests (
+        id                 TEXT PRIMARY KEY NOT NULL,   -- UUID v7
+        ts_ms              INTEGER NOT NULL,            -- unix time, milliseconds (filters, order)
+        time               TEXT NOT NULL,               -- RFC 3339, UTC (for people)
+        endpoint           TEXT NOT NULL,
+        requested_model    TEXT NOT NULL,
+        tier               TEXT NOT NULL,
+        model              TEXT NOT NULL,
+        reason             TEXT NOT NULL,
+        category           TEXT,
+        role               TEXT,
+        mode               TEXT NOT NULL,
+        service_tier       TEXT NOT NULL,
+        input_tokens       INTEGER NOT NULL,
+        cached_tokens      INTEGER NOT NULL,
+        output_tokens      INTEGER NOT NULL,
+        reasoning_tokens   INTEGER NOT NULL,
+        usage_estimated    INTEGER NOT NULL,
+        cost_usd           TEXT,                        -- exact decimal text
+        baseline_cost_usd  TEXT,
+        latency_ms         REAL NOT NULL,
+        status             INTEGER NOT NULL,
+        streamed           INTEGER NOT NULL,
+        attempts           INTEGER NOT NULL,
+        tiers_tried        TEXT NOT NULL,               -- comma-separated tier names
+        error              TEXT,
+        request_body       TEXT,
+        response_body      TEXT
+    ) STRICT;
+    CREATE INDEX requests_ts ON requests (ts_ms);",
+];
+
+/// Current schema version (the number of migrations).
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Applies missing migrations. Refuses a log written by a newer tierwise.
+pub fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = latest();
+    if found > known {
+        return Err(StoreError::NewerSchema {
+            path: path.to_string(),
+            found,
+            known,
+        });
+    }
+    if found == known {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    for sql in &MIGRATIONS[found as usize..] {
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", known)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Column list in insert/select order.
+pub(crate) const COLUMNS: &str = "id, ts_ms, time, endpoint, requested_model, tier, model, reason, \
+    category, role, mode, service_tier, input_tokens, cached_tokens, output_tokens, \
+    reasoning_tokens, usage_estimated, cost_usd, baseline_cost_usd, latency_ms, status, streamed, \
+    attempts, tiers_tried, error, request_body, response_body";
