@@ -15,6 +15,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use tierwise_core::Config;
 
+/// The routing policy `serve`, `route` and `audit` share: the config's rules, plus the learned
+/// router when the config's mode uses it.
+pub fn policy(config: &Config) -> anyhow::Result<tierwise_router::Policy> {
+    Ok(tierwise_router::Policy::from_config(config))
+}
+
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
