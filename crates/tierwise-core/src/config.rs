@@ -643,13 +643,13 @@ impl Config {
             weights,
             thresholds,
         } = learned;
-        if let Some(t) = &thresholds {
-            if t.iter().any(|x| !x.is_finite()) {
-                return Err(ConfigError::invalid(
-                    "routing.learned.thresholds",
-                    "must be finite numbers",
-                ));
-            }
+        if let Some(t) = &thresholds
+            && t.iter().any(|x| !x.is_finite())
+        {
+            return Err(ConfigError::invalid(
+                "routing.learned.thresholds",
+                "must be finite numbers",
+            ));
         }
         let routing = Routing {
             mode: mode.unwrap_or_default(),

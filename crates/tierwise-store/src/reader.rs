@@ -183,6 +183,7 @@ fn decode(row: &Row<'_>) -> Result<RequestRow, StoreError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
     use crate::{RequestLog, WriterOptions};
@@ -211,7 +212,7 @@ mod tests {
             baseline_cost_usd: Some(dec!(0.0011)),
             latency_ms: 12.5,
             status: 200,
-            streamed: i % 2 == 0,
+            streamed: i.is_multiple_of(2),
             attempts: 2,
             tiers_tried: vec!["nano".into(), "mini".into()],
             error: None,

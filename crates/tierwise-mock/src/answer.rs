@@ -1,0 +1,230 @@
+//! The mock's deterministic answer and usage for a request.
+//!
+//! Usage rules (documented so tests can compute expected costs by hand):
+//! - `prompt_tokens` = o200k count of the messages as billed (`tokens::count_messages`) plus the
+//!   tool schemas (`tokens::count_tools`).
+//! - `cached_tokens`: a warm prompt cache — for prompts of 1024 tokens or more, the largest
+//!   multiple of 128 not above `prompt_tokens` (OpenAI caches in 128-token steps from 1024);
+//!   0 below 1024.
+//! - `reasoning_tokens` from the requested effort (`reasoning_effort` in chat,
+//!   `reasoning.effort` in Responses): none/minimal 0, low 16, medium (or unset) 64, high 256,
+//!   xhigh 512.
+//! - `completion_tokens` = o200k count of the answer text (or tool name + arguments) plus the
+//!   reasoning tokens.
+
+use serde_json::{Map, Value, json};
+use tierwise_core::request::{Api, RequestView};
+use tierwise_core::tokens;
+
+/// Token counts in the provider's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MockUsage {
+    pub prompt: u64,
+    pub cached: u64,
+    pub completion: u64,
+    pub reasoning: u64,
+}
+
+impl MockUsage {
+    /// Chat completions shape.
+    pub fn chat_json(&self) -> Value {
+        json!({
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "total_tokens": self.prompt + self.completion,
+            "prompt_tokens_details": {"cached_tokens": self.cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning, "audio_tokens": 0,
+                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+        })
+    }
+
+    /// Responses API shape.
+    pub fn responses_json(&self) -> Value {
+        json!({
+            "input_tokens": self.prompt,
+            "input_tokens_details": {"cached_tokens": self.cached},
+            "output_tokens": self.completion,
+            "output_tokens_details": {"reasoning_tokens": self.reasoning},
+            "total_tokens": self.prompt + self.completion
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// Text content (absent when the answer is a tool call).
+    pub text: Option<String>,
+    pub tool_call: Option<ToolCall>,
+    pub usage: MockUsage,
+}
+
+/// Cached tokens of a warm cache (see the module docs).
+pub fn cached_for(prompt: u64) -> u64 {
+    if prompt >= 1024 {
+        prompt / 128 * 128
+    } else {
+        0
+    }
+}
+
+/// Reasoning tokens for an effort (see the module docs).
+pub fn reasoning_for(effort: Option<&str>) -> u64 {
+    match effort {
+        Some("none" | "minimal") => 0,
+        Some("low") => 16,
+        Some("high") => 256,
+        Some("xhigh") => 512,
+        _ => 64,
+    }
+}
+
+fn tool_name(tool: &Value) -> Option<&str> {
+    tool.pointer("/function/name")
+        .or_else(|| tool.get("name"))
+        .and_then(Value::as_str)
+}
+
+fn tool_params(tool: &Value) -> Option<&Value> {
+    tool.pointer("/function/parameters")
+        .or_else(|| tool.get("parameters"))
+}
+
+/// Arguments that satisfy the schema's `required` list with placeholder values.
+fn arguments_for(params: Option<&Value>) -> String {
+    let mut args = Map::new();
+    if let Some(p) = params {
+        let required = p.get("required").and_then(Value::as_array);
+        for name in required.into_iter().flatten().filter_map(Value::as_str) {
+            let ty = p
+                .pointer(&format!("/properties/{name}/type"))
+                .and_then(Value::as_str)
+                .unwrap_or("string");
+            let v = match ty {
+                "number" | "integer" => json!(1),
+                "boolean" => json!(true),
+                "array" => json!([]),
+                "object" => json!({}),
+                _ => json!("mock"),
+            };
+            args.insert(name.to_string(), v);
+        }
+    }
+    Value::Object(args).to_string()
+}
+
+/// The tool the answer calls, if any: the named one for a forced `tool_choice`, else the first
+/// tool when tools are offered, `tool_choice` is not `none`, and the last message is not a tool
+/// result.
+fn chosen_tool(view: &RequestView) -> Option<&Value> {
+    if view.tools.is_empty() {
+        return None;
+    }
+    let forced = match &view.tool_choice {
+        Some(Value::String(s)) if s == "none" => return None,
+        Some(Value::Object(o)) => o
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .or_else(|| o.get("name"))
+            .and_then(Value::as_str),
+        _ => None,
+    };
+    if let Some(name) = forced {
+        return view.tools.iter().find(|t| tool_name(t) == Some(name));
+    }
+    if view.turns.last().is_some_and(|t| t.role == "tool") {
+        return None;
+    }
+    view.tools.first()
+}
+
+/// The deterministic answer to `body` (already read into `view`) for `model`.
+pub fn answer(view: &RequestView, body: &Value, model: &str, id: u64) -> Answer {
+    let effort = match view.api {
+        Api::ChatCompletions => body.get("reasoning_effort").and_then(Value::as_str),
+        Api::Responses => body.pointer("/reasoning/effort").and_then(Value::as_str),
+    };
+    let reasoning = reasoning_for(effort);
+    let prompt = (tokens::count_messages(&view.messages) + tokens::count_tools(&view.tools)) as u64;
+    let (text, tool_call, visible) = if let Some(tool) = chosen_tool(view) {
+        let name = tool_name(tool).unwrap_or("tool").to_string();
+        let arguments = arguments_for(tool_params(tool));
+        let n = tokens::count(&name) + tokens::count(&arguments);
+        let call = ToolCall {
+            id: format!("call_mock_{id}"),
+            name,
+            arguments,
+        };
+        (None, Some(call), n)
+    } else {
+        let text = if view.structured_output {
+            json!({"answer": "mock", "model": model}).to_string()
+        } else {
+            let words: Vec<&str> = view.last_user_text().split_whitespace().take(12).collect();
+            if words.is_empty() {
+                format!("Mock answer from {model}.")
+            } else {
+                format!("Mock answer from {model} to: {}", words.join(" "))
+            }
+        };
+        let n = tokens::count(&text);
+        (Some(text), None, n)
+    };
+    Answer {
+        text,
+        tool_call,
+        usage: MockUsage {
+            prompt,
+            cached: cached_for(prompt),
+            completion: visible as u64 + reasoning,
+            reasoning,
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_deterministic_from_the_prompt() {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "hello world"}]});
+        let view = RequestView::chat(&body).unwrap();
+        let a = answer(&view, &body, "m", 1);
+        assert_eq!(a.usage.prompt, 9);
+        assert_eq!(a.usage.cached, 0);
+        assert_eq!(a.usage.reasoning, 64);
+        let text = a.text.unwrap();
+        assert_eq!(text, "Mock answer from m to: hello world");
+        assert_eq!(a.usage.completion, tokens::count(&text) as u64 + 64);
+        assert_eq!(answer(&view, &body, "m", 2).usage, a.usage);
+    }
+
+    #[test]
+    fn warm_cache_in_128_steps() {
+        assert_eq!(cached_for(1023), 0);
+        assert_eq!(cached_for(1024), 1024);
+        assert_eq!(cached_for(1300), 1280);
+    }
+
+    #[test]
+    fn tool_call_fills_required_arguments() {
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "weather?"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                "required": ["city", "days"]}}}]});
+        let view = RequestView::chat(&body).unwrap();
+        let a = answer(&view, &body, "m", 7);
+        let call = a.tool_call.unwrap();
+        assert_eq!(call.name, "get_weather");
+        assert_eq!(call.arguments, r#"{"city":"mock","days":1}"#);
+        assert!(a.text.is_none());
+    }
+}
