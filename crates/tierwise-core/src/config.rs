@@ -74,6 +74,7 @@ pub struct RawUpstream {
     pub timeout_secs: Option<u64>,
     pub connect_timeout_secs: Option<u64>,
     pub max_retries: Option<u32>,
+    pub retry_backoff_ms: Option<u64>,
     pub pool_max_idle_per_host: Option<usize>,
 }
 
@@ -309,6 +310,9 @@ pub struct Upstream {
     pub timeout_secs: u64,
     pub connect_timeout_secs: u64,
     pub max_retries: u32,
+    /// First retry delay; doubles per retry (with jitter) unless the upstream sends
+    /// `retry-after-ms` / `retry-after`.
+    pub retry_backoff_ms: u64,
     pub pool_max_idle_per_host: usize,
 }
 
@@ -544,6 +548,7 @@ impl Config {
             timeout_secs,
             connect_timeout_secs,
             max_retries,
+            retry_backoff_ms,
             pool_max_idle_per_host,
         } = upstream;
         let base_url = env("TIERWISE_UPSTREAM_BASE_URL")
@@ -567,6 +572,7 @@ impl Config {
             timeout_secs: timeout_secs.unwrap_or(600),
             connect_timeout_secs: connect_timeout_secs.unwrap_or(10),
             max_retries: max_retries.unwrap_or(2),
+            retry_backoff_ms: retry_backoff_ms.unwrap_or(250),
             pool_max_idle_per_host: pool_max_idle_per_host.unwrap_or(64),
         };
         if upstream.timeout_secs == 0 {
