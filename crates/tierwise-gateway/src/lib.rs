@@ -1,1 +1,33 @@
-//! tierwise-gateway
+//! The tierwise gateway: an OpenAI-compatible proxy that routes each call to a model tier,
+//! prices it exactly and logs it.
+//!
+//! # Layout
+//! - [`app`]: shared state, the route table, [`serve`] / [`Gateway`] — and the request
+//!   lifecycle (which stage adds or reads which per-request state), written down where the
+//!   stack is assembled.
+//! - [`proxy`]: `POST /v1/chat/completions` and `POST /v1/responses`: read, parse, hints,
+//!   signals, decide, shape, dispatch, respond.
+//! - [`shape`]: hints from `x-tierwise-*` headers, metadata stripping, the [`shape::ToolShaper`]
+//!   seam (tool pruning), stream usage and flex rewriting; ASCII-safe header text.
+//! - [`dispatch`]: [`dispatch::Candidates`] (the tier, then fallbacks up the ladder) and the
+//!   sync runner (retries with backoff, fallback on retryable failures); the seam for the
+//!   cascade runner.
+//! - [`upstream`]: the pooled HTTP client — the only code that talks to the provider — and
+//!   [`upstream::UpstreamError`] with its source and retryability.
+//! - [`stream`]: SSE relay, chunk by chunk, reading usage on the side.
+//! - [`account`]: per-request state ([`account::RequestCtx`]), pricing, metrics and the log row.
+//! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
+//! - [`error`]: [`ApiError`], the one API error type, mapped to status and OpenAI-shaped JSON.
+
+pub mod account;
+pub mod app;
+pub mod dispatch;
+pub mod error;
+pub mod metrics;
+pub mod proxy;
+pub mod shape;
+pub mod stream;
+pub mod upstream;
+
+pub use app::{Gateway, GatewayError, ShutdownReport, serve};
+pub use error::ApiError;

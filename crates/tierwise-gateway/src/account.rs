@@ -1,0 +1,303 @@
+//! Accounting: per-request state, the price of what happened, metrics, and the log row.
+
+use std::time::Instant;
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+use tierwise_core::cost::{ServiceTier, Usage, cost};
+use tierwise_core::request::Api;
+use tierwise_core::signals::Hints;
+use tierwise_core::tokens;
+use tierwise_router::Decision;
+use tierwise_store::RequestRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::dispatch::{Candidate, Trail};
+use crate::shape::ascii_header;
+
+/// Per-request state: created when the request arrives, filled by each stage (see `app.rs`).
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    /// UUID v7, also the log row id and the `x-tierwise-request-id` header.
+    pub id: Uuid,
+    pub received: OffsetDateTime,
+    pub started: Instant,
+    pub api: Api,
+    /// Set by parse.
+    pub requested_model: String,
+    /// Set by parse.
+    pub stream: bool,
+    /// Set by hints.
+    pub hints: Hints,
+    /// Set by signals: prompt + tool-schema tokens (o200k), the estimate when usage is absent.
+    pub prompt_estimate: u64,
+    /// Set by decide.
+    pub decision: Option<Decision>,
+    /// Set by dispatch.
+    pub trail: Trail,
+    /// Set by read, only with `log.store_bodies`.
+    pub request_body: Option<String>,
+}
+
+impl RequestCtx {
+    pub fn new(api: Api) -> RequestCtx {
+        RequestCtx {
+            id: Uuid::now_v7(),
+            received: OffsetDateTime::now_utc(),
+            started: Instant::now(),
+            api,
+            requested_model: String::new(),
+            stream: false,
+            hints: Hints::default(),
+            prompt_estimate: 0,
+            decision: None,
+            trail: Trail::default(),
+            request_body: None,
+        }
+    }
+
+    pub fn endpoint(&self) -> &'static str {
+        match self.api {
+            Api::ChatCompletions => "chat.completions",
+            Api::Responses => "responses",
+        }
+    }
+
+    /// The candidate that answered or was last tried.
+    pub fn candidate(&self) -> Option<&Candidate> {
+        self.trail.last.as_ref()
+    }
+
+    /// Tier name for headers, metrics and the log: the tier that answered, else the decided one.
+    pub fn tier_name(&self) -> &str {
+        self.candidate()
+            .map(|c| c.tier_name.as_str())
+            .or(self.decision.as_ref().map(|d| d.tier_name.as_str()))
+            .unwrap_or("none")
+    }
+
+    pub fn model(&self) -> &str {
+        self.candidate()
+            .map(|c| c.model.as_str())
+            .or(self.decision.as_ref().map(|d| d.model.as_str()))
+            .unwrap_or("")
+    }
+
+    /// The router's reason, plus the fallback path when one was taken.
+    pub fn reason(&self) -> String {
+        let Some(d) = &self.decision else {
+            return String::new();
+        };
+        if self.trail.tried.len() > 1 {
+            format!("{} (fell back: {})", d.reason, self.trail.tried.join(" → "))
+        } else {
+            d.reason.clone()
+        }
+    }
+
+    /// `x-tierwise-*` headers describing the decision (ASCII-safe).
+    pub fn decision_headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![("x-tierwise-request-id", self.id.to_string())];
+        if self.decision.is_some() {
+            h.push(("x-tierwise-tier", ascii_header(self.tier_name())));
+            h.push(("x-tierwise-model", ascii_header(self.model())));
+            h.push(("x-tierwise-reason", ascii_header(&self.reason())));
+        }
+        h
+    }
+}
+
+/// What a priced call cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Priced {
+    /// `None` when the model has no price (never guessed as zero).
+    pub cost: Option<Decimal>,
+    /// The same usage on the baseline tier at list price (default service tier).
+    pub baseline: Option<Decimal>,
+}
+
+/// Prices `usage` on `model` (billed on `service_tier`) and on the baseline tier.
+pub fn price(state: &AppState, model: &str, usage: &Usage, service_tier: ServiceTier) -> Priced {
+    let catalog = &state.config.catalog;
+    let mult = catalog.multipliers();
+    let cost_of = |prices, tier| match cost(prices, usage, tier, mult) {
+        Ok(c) => Some(c.total),
+        Err(e) => {
+            tracing::error!(error = %e, "pricing failed");
+            None
+        }
+    };
+    Priced {
+        cost: catalog
+            .prices_for(model)
+            .and_then(|p| cost_of(p, service_tier)),
+        baseline: cost_of(&catalog.baseline().1.prices, ServiceTier::Default),
+    }
+}
+
+/// Usage the upstream reported, else an o200k estimate (prompt estimate + answer text).
+pub fn usage_or_estimate(
+    reported: Option<Usage>,
+    ctx: &RequestCtx,
+    answer_text: &str,
+) -> (Usage, bool) {
+    match reported {
+        Some(u) => (u, false),
+        None => (
+            Usage {
+                input_tokens: ctx.prompt_estimate,
+                cached_tokens: 0,
+                output_tokens: tokens::count(answer_text) as u64,
+                reasoning_tokens: 0,
+            },
+            true,
+        ),
+    }
+}
+
+/// The visible text of a complete answer (chat or Responses), for estimates and stored bodies.
+pub fn answer_text(v: &Value) -> String {
+    let mut out = String::new();
+    let mut push = |s: &str| {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(s);
+    };
+    if let Some(choices) = v.get("choices").and_then(Value::as_array) {
+        for c in choices {
+            if let Some(s) = c.pointer("/message/content").and_then(Value::as_str) {
+                push(s);
+            }
+            for call in c
+                .pointer("/message/tool_calls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(f) = call.get("function") {
+                    push(f.get("name").and_then(Value::as_str).unwrap_or(""));
+                    push(f.get("arguments").and_then(Value::as_str).unwrap_or(""));
+                }
+            }
+        }
+    }
+    if let Some(items) = v.get("output").and_then(Value::as_array) {
+        for item in items {
+            for part in item
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(s) = part.get("text").and_then(Value::as_str) {
+                    push(s);
+                }
+            }
+            if let Some(args) = item.get("arguments").and_then(Value::as_str) {
+                push(item.get("name").and_then(Value::as_str).unwrap_or(""));
+                push(args);
+            }
+        }
+    }
+    out
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub status: u16,
+    pub usage: Usage,
+    pub usage_estimated: bool,
+    pub service_tier: ServiceTier,
+    pub priced: Priced,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+/// Records the request: metrics, a debug trace line, and the log row (a channel push).
+pub fn finish(state: &AppState, ctx: &RequestCtx, outcome: Outcome) {
+    let elapsed = ctx.started.elapsed();
+    let tier = ctx.tier_name().to_string();
+    let m = &state.metrics;
+    m.request(
+        ctx.endpoint(),
+        &tier,
+        outcome.status,
+        ctx.stream,
+        elapsed.as_secs_f64(),
+    );
+    m.usage(
+        &tier,
+        &outcome.usage,
+        outcome.priced.cost,
+        outcome.priced.baseline,
+    );
+    tracing::debug!(
+        id = %ctx.id,
+        endpoint = ctx.endpoint(),
+        tier = %tier,
+        model = ctx.model(),
+        status = outcome.status,
+        ms = elapsed.as_secs_f64() * 1e3,
+        "request"
+    );
+    let decision = ctx.decision.as_ref();
+    let row = RequestRow {
+        id: ctx.id,
+        time: ctx.received,
+        endpoint: ctx.endpoint().to_string(),
+        requested_model: ctx.requested_model.clone(),
+        tier,
+        model: ctx.model().to_string(),
+        reason: ctx.reason(),
+        category: ctx.hints.category.clone(),
+        role: ctx.hints.role.clone(),
+        mode: decision
+            .map(|d| d.mode.as_str())
+            .unwrap_or("sync")
+            .to_string(),
+        service_tier: outcome.service_tier.as_str().to_string(),
+        input_tokens: outcome.usage.input_tokens,
+        cached_tokens: outcome.usage.cached_tokens,
+        output_tokens: outcome.usage.output_tokens,
+        reasoning_tokens: outcome.usage.reasoning_tokens,
+        usage_estimated: outcome.usage_estimated,
+        cost_usd: outcome.priced.cost,
+        baseline_cost_usd: outcome.priced.baseline,
+        latency_ms: elapsed.as_secs_f64() * 1e3,
+        status: outcome.status,
+        streamed: ctx.stream,
+        attempts: ctx.trail.attempts,
+        tiers_tried: ctx.trail.tried.clone(),
+        error: outcome.error,
+        request_body: ctx.request_body.clone(),
+        response_body: if state.config.log.store_bodies {
+            outcome.response_body
+        } else {
+            None
+        },
+    };
+    if let Err(e) = state.log.record(row) {
+        tracing::error!(error = %e, id = %ctx.id, "request log row lost");
+    }
+}
+
+/// Accounts a request that failed with `status` before or during dispatch: nothing was billed.
+pub fn finish_error(state: &AppState, ctx: &RequestCtx, status: u16, error: String) {
+    finish(
+        state,
+        ctx,
+        Outcome {
+            status,
+            priced: Priced {
+                cost: Some(Decimal::ZERO),
+                baseline: Some(Decimal::ZERO),
+            },
+            error: Some(error),
+            ..Outcome::default()
+        },
+    );
+}

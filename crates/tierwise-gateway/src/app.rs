@@ -1,0 +1,230 @@
+//! Where the gateway is assembled: shared state, the route table, and `serve`.
+//!
+//! # Request lifecycle (read top to bottom)
+//!
+//! ```text
+//! TCP accept (TCP_NODELAY) ─ hyper HTTP/1.1 ─ axum Router
+//!   layer  DefaultBodyLimit(server.max_body_bytes)   caps what the body extractor may read
+//!   route  POST /v1/chat/completions | /v1/responses → proxy::handle
+//!          GET  /v1/models, /healthz, /metrics      → small handlers below
+//!          anything else → 404 / 405, OpenAI-shaped
+//!
+//! proxy::handle — one RequestCtx per request, filled stage by stage:
+//!   1 receive   RequestCtx::new: id (UUID v7), received (wall clock), started (Instant)
+//!   2 read      body bytes; over the limit → 413; request_body kept only if log.store_bodies
+//!   3 parse     JSON → RequestView::chat | responses   → requested_model, stream
+//!   4 hints     metadata hints, overlaid by x-tierwise-* headers → hints
+//!   5 signals   tierwise_core::Signals (o200k tokens …) → prompt_estimate
+//!               (on a blocking thread for bodies > 64 KiB)
+//!   6 decide    tierwise_router::decide (pure)          → decision
+//!   7 shape     strip hint metadata; ToolShaper seam (tool pruning); stream usage; flex
+//!   8 dispatch  Candidates (tier, then fallbacks) × retries → trail (attempts, tiers tried)
+//!   9 respond   non-streaming: read, price, x-tierwise-cost-usd headers, send
+//!               streaming: headers now, SSE relayed chunk by chunk (usage chunk stripped
+//!               if the client did not ask for it)
+//!  10 account   usage → cost + baseline cost → metrics → RequestLog::record (a channel push;
+//!               the writer thread does the I/O). For streams this runs when the stream ends
+//!               or the client goes away (Drop).
+//! Errors at any stage: ApiError → status + OpenAI JSON; the request is still accounted.
+//! ```
+//!
+//! Shutdown: the `shutdown` future resolves → axum stops accepting and waits for in-flight
+//! requests (streams included) → the request log is drained and closed → `serve` returns.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use serde_json::{Value, json};
+use tierwise_core::Config;
+use tierwise_router::Policy;
+use tierwise_store::{LogStats, RequestLog, StoreError, WriterOptions};
+use tokio::net::TcpListener;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::proxy;
+use crate::shape::{PassThrough, ToolShaper};
+use crate::upstream::UpstreamClient;
+
+/// Everything a request handler reads; shared behind an `Arc`, never mutated per request.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Config,
+    pub policy: Policy,
+    pub upstream: UpstreamClient,
+    pub log: RequestLog,
+    pub metrics: Metrics,
+    pub tools: Arc<dyn ToolShaper>,
+    models: Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Log(#[from] StoreError),
+    #[error("upstream client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("request log: closing failed: {0}")]
+    Close(String),
+}
+
+/// What `serve` reports when it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    pub log: LogStats,
+}
+
+/// A configured gateway, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    state: Arc<AppState>,
+}
+
+impl Gateway {
+    /// Opens the request log (creating it on first start) and builds the upstream client.
+    /// The policy is the config's rules; use [`Gateway::with_parts`] for a learned router.
+    pub fn new(config: Config) -> Result<Gateway, GatewayError> {
+        let policy = Policy::from_config(&config);
+        Gateway::with_parts(config, policy, Arc::new(PassThrough))
+    }
+
+    /// A gateway with an explicit routing policy and tool shaper.
+    pub fn with_parts(
+        config: Config,
+        policy: Policy,
+        tools: Arc<dyn ToolShaper>,
+    ) -> Result<Gateway, GatewayError> {
+        let upstream = UpstreamClient::new(&config.upstream)?;
+        let log = RequestLog::open(&config.log.path, WriterOptions::default())?;
+        let models = Bytes::from(models_json(&config).to_string());
+        Ok(Gateway {
+            state: Arc::new(AppState {
+                config,
+                policy,
+                upstream,
+                log,
+                metrics: Metrics::new(),
+                tools,
+                models,
+            }),
+        })
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// The route table (see the module docs for the order of stages).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(proxy::chat))
+            .route("/v1/responses", post(proxy::responses))
+            .route("/v1/models", get(models))
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(DefaultBodyLimit::max(self.state.config.max_body_bytes))
+            .with_state(Arc::clone(&self.state))
+    }
+
+    /// Serves until `shutdown` resolves, then waits for in-flight requests and drains the log.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<ShutdownReport, GatewayError> {
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::trace!(error = %e, "TCP_NODELAY");
+            }
+        });
+        let router = self.router();
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let state = Arc::clone(&self.state);
+        drop(self);
+        let closed = tokio::task::spawn_blocking(move || state.log.close())
+            .await
+            .map_err(|e| GatewayError::Close(e.to_string()))?;
+        served?;
+        Ok(ShutdownReport { log: closed? })
+    }
+}
+
+/// `serve(listener, config, shutdown)`: the gateway with the config's routing rules.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<ShutdownReport, GatewayError> {
+    Gateway::new(config)?.serve(listener, shutdown).await
+}
+
+/// `GET /v1/models`: `auto`, each tier's model (with its tier), and the tier names as aliases.
+fn models_json(config: &Config) -> Value {
+    let mut data =
+        vec![json!({"id": "auto", "object": "model", "created": 0, "owned_by": "tierwise"})];
+    for t in config.catalog.tiers() {
+        data.push(json!({"id": t.model, "object": "model", "created": 0, "owned_by": "openai", "tier": t.name}));
+    }
+    for t in config.catalog.tiers() {
+        data.push(json!({"id": t.name, "object": "model", "created": 0, "owned_by": "tierwise", "tier": t.name}));
+    }
+    json!({"object": "list", "data": data})
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        state.models.clone(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    if state.log.is_alive() {
+        axum::Json(json!({"status": "ok"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "error", "reason": "request log writer stopped"})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

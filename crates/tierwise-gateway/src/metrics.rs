@@ -1,0 +1,187 @@
+//! Prometheus metrics, rendered on `GET /metrics`.
+//!
+//! Each gateway owns its recorder (no process-global state), so several gateways in one process
+//! — tests, the bench — do not mix their numbers.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `tierwise_requests_total` | counter | `endpoint`, `tier`, `status`, `streamed` |
+//! | `tierwise_request_duration_seconds` | histogram | `endpoint`, `tier`, `streamed` |
+//! | `tierwise_tokens_total` | counter | `tier`, `kind` (`input`, `cached`, `output`, `reasoning`) |
+//! | `tierwise_cost_usd_total` | gauge (only grows) | `tier` |
+//! | `tierwise_baseline_cost_usd_total` | gauge (only grows) | `tier` |
+//! | `tierwise_upstream_errors_total` | counter | `tier`, `status`, `retryable` |
+//! | `tierwise_fallbacks_total` | counter | `from`, `to` |
+//!
+//! Costs are gauges because Prometheus counters in this exporter are integers; the exact
+//! ledger is the request log.
+
+use metrics::{Key, Label, Level, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use tierwise_core::cost::Usage;
+
+const META: Metadata<'static> = Metadata::new("tierwise_gateway", Level::INFO, None);
+
+/// Latency buckets (seconds): sub-millisecond overhead up to long reasoning answers.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0,
+];
+
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn labels(pairs: &[(&'static str, String)]) -> Vec<Label> {
+    pairs
+        .iter()
+        .map(|(k, v)| Label::new(*k, v.clone()))
+        .collect()
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let builder = PrometheusBuilder::new();
+        // `set_buckets` only fails on an empty list.
+        let builder = match builder.set_buckets(BUCKETS) {
+            Ok(b) => b,
+            Err(_) => PrometheusBuilder::new(),
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let m = Metrics { recorder, handle };
+        m.describe();
+        m
+    }
+
+    fn describe(&self) {
+        let r = &self.recorder;
+        r.describe_counter(
+            "tierwise_requests_total".into(),
+            None,
+            "Requests to the proxy endpoints.".into(),
+        );
+        r.describe_histogram(
+            "tierwise_request_duration_seconds".into(),
+            Some(Unit::Seconds),
+            "Time from request received to last byte sent.".into(),
+        );
+        r.describe_counter(
+            "tierwise_tokens_total".into(),
+            None,
+            "Tokens by tier and kind, as the upstream reported them.".into(),
+        );
+        r.describe_gauge(
+            "tierwise_cost_usd_total".into(),
+            None,
+            "Cumulative cost in USD by tier.".into(),
+        );
+        r.describe_gauge(
+            "tierwise_baseline_cost_usd_total".into(),
+            None,
+            "Cumulative cost the same usage would have had on the baseline tier.".into(),
+        );
+        r.describe_counter(
+            "tierwise_upstream_errors_total".into(),
+            None,
+            "Failed upstream attempts (each retry counts).".into(),
+        );
+        r.describe_counter(
+            "tierwise_fallbacks_total".into(),
+            None,
+            "Moves to the next tier after a retryable failure.".into(),
+        );
+    }
+
+    pub fn request(&self, endpoint: &str, tier: &str, status: u16, streamed: bool, secs: f64) {
+        let key = Key::from_parts(
+            "tierwise_requests_total",
+            labels(&[
+                ("endpoint", endpoint.to_string()),
+                ("tier", tier.to_string()),
+                ("status", status.to_string()),
+                ("streamed", streamed.to_string()),
+            ]),
+        );
+        self.recorder.register_counter(&key, &META).increment(1);
+        let key = Key::from_parts(
+            "tierwise_request_duration_seconds",
+            labels(&[
+                ("endpoint", endpoint.to_string()),
+                ("tier", tier.to_string()),
+                ("streamed", streamed.to_string()),
+            ]),
+        );
+        self.recorder.register_histogram(&key, &META).record(secs);
+    }
+
+    pub fn usage(
+        &self,
+        tier: &str,
+        usage: &Usage,
+        cost: Option<Decimal>,
+        baseline: Option<Decimal>,
+    ) {
+        for (kind, n) in [
+            ("input", usage.input_tokens),
+            ("cached", usage.cached_tokens),
+            ("output", usage.output_tokens),
+            ("reasoning", usage.reasoning_tokens),
+        ] {
+            let key = Key::from_parts(
+                "tierwise_tokens_total",
+                labels(&[("tier", tier.to_string()), ("kind", kind.to_string())]),
+            );
+            self.recorder.register_counter(&key, &META).increment(n);
+        }
+        for (name, value) in [
+            ("tierwise_cost_usd_total", cost),
+            ("tierwise_baseline_cost_usd_total", baseline),
+        ] {
+            if let Some(v) = value.and_then(|d| d.to_f64()) {
+                let key = Key::from_parts(name, labels(&[("tier", tier.to_string())]));
+                self.recorder.register_gauge(&key, &META).increment(v);
+            }
+        }
+    }
+
+    pub fn upstream_error(&self, tier: &str, status: &str, retryable: bool) {
+        let key = Key::from_parts(
+            "tierwise_upstream_errors_total",
+            labels(&[
+                ("tier", tier.to_string()),
+                ("status", status.to_string()),
+                ("retryable", retryable.to_string()),
+            ]),
+        );
+        self.recorder.register_counter(&key, &META).increment(1);
+    }
+
+    pub fn fallback(&self, from: &str, to: &str) {
+        let key = Key::from_parts(
+            "tierwise_fallbacks_total",
+            labels(&[("from", from.to_string()), ("to", to.to_string())]),
+        );
+        self.recorder.register_counter(&key, &META).increment(1);
+    }
+
+    /// Prometheus text format.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

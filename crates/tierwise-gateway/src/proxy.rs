@@ -1,0 +1,256 @@
+//! The proxy endpoints, `POST /v1/chat/completions` and `POST /v1/responses`: stages 2–10 of
+//! the lifecycle in `app.rs`.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use tierwise_core::cost::{ServiceTier, Usage};
+use tierwise_core::request::{Api, RequestView};
+use tierwise_core::signals::{Hints, Signals};
+use tierwise_router::Decision;
+
+use crate::account::{self, Outcome, RequestCtx, answer_text, usage_or_estimate};
+use crate::app::AppState;
+use crate::dispatch::{Dispatched, Target, dispatch};
+use crate::error::ApiError;
+use crate::shape::{hints_from_headers, shape};
+use crate::stream;
+use crate::upstream::{UpstreamError, passes_back};
+
+/// Bodies above this size get their signals computed on a blocking thread.
+const BLOCKING_ABOVE: usize = 64 * 1024;
+
+pub async fn chat(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(state, Api::ChatCompletions, headers, body).await
+}
+
+pub async fn responses(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    handle(state, Api::Responses, headers, body).await
+}
+
+fn upstream_path(api: Api) -> &'static str {
+    match api {
+        Api::ChatCompletions => "/chat/completions",
+        Api::Responses => "/responses",
+    }
+}
+
+/// Adds the `x-tierwise-*` decision headers.
+fn decorate(resp: &mut Response, ctx: &RequestCtx) {
+    let h = resp.headers_mut();
+    for (name, value) in ctx.decision_headers() {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+}
+
+async fn handle(
+    state: Arc<AppState>,
+    api: Api,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut ctx = RequestCtx::new(api);
+    match run(&state, &mut ctx, &headers, body).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            e.log();
+            account::finish_error(&state, &ctx, e.status().as_u16(), e.to_string());
+            let mut resp = e.into_response();
+            decorate(&mut resp, &ctx);
+            resp
+        }
+    }
+}
+
+/// Stages 2–9. On `Ok` the request is accounted (or will be, when its stream ends); on `Err`
+/// the caller accounts it.
+async fn run(
+    state: &Arc<AppState>,
+    ctx: &mut RequestCtx,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    // 2 read
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::BodyTooLarge {
+                limit: state.config.max_body_bytes,
+            }
+        } else {
+            ApiError::BodyRead(rejection.body_text())
+        }
+    })?;
+    if state.config.log.store_bodies {
+        ctx.request_body = Some(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    // 3 parse
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let view = match ctx.api {
+        Api::ChatCompletions => RequestView::chat(&value),
+        Api::Responses => RequestView::responses(&value),
+    }
+    .map_err(ApiError::InvalidRequest)?;
+    ctx.requested_model = view.model.clone();
+    ctx.stream = view.stream;
+    // 4 hints
+    let hints = Hints::from_metadata(&view).overlay(hints_from_headers(headers)?);
+    ctx.hints = hints.clone();
+    // 5 signals + 6 decide
+    let (view, signals, decision) = route(state, view, hints, bytes.len()).await?;
+    ctx.prompt_estimate = (signals.prompt_tokens + signals.tool_tokens) as u64;
+    let decision = decision.map_err(ApiError::Route)?;
+    ctx.decision = Some(decision.clone());
+    // 7 shape
+    let Value::Object(map) = value else {
+        return Err(ApiError::Internal("request body is not an object".into()));
+    };
+    let mut shaped = shape(map, &view, &decision, state.tools.as_ref());
+    // 8 dispatch
+    let target = Target {
+        path: upstream_path(ctx.api),
+        headers,
+        stream: view.stream,
+    };
+    let dispatched = dispatch(state, &decision, &mut shaped.body, target, &mut ctx.trail)
+        .await
+        .map_err(ApiError::Upstream)?;
+    // 9 respond (10 account inside)
+    if view.stream {
+        let mut resp = stream::respond(
+            Arc::clone(state),
+            ctx.clone(),
+            dispatched,
+            !shaped.client_wants_usage,
+        );
+        decorate(&mut resp, ctx);
+        Ok(resp)
+    } else {
+        complete(state, ctx, dispatched).await
+    }
+}
+
+/// Signals and the decision, on a blocking thread for large bodies (tokenizing megabytes of
+/// prompt would stall the async workers).
+async fn route(
+    state: &Arc<AppState>,
+    view: RequestView,
+    hints: Hints,
+    body_len: usize,
+) -> Result<
+    (
+        RequestView,
+        Signals,
+        Result<Decision, tierwise_router::RouteError>,
+    ),
+    ApiError,
+> {
+    let work = move |state: &AppState, view: RequestView, hints: Hints| {
+        let signals = Signals::compute(&view, &hints);
+        let decision = tierwise_router::decide(&view, &signals, &hints, &state.policy);
+        (view, signals, decision)
+    };
+    if body_len <= BLOCKING_ABOVE {
+        return Ok(work(state, view, hints));
+    }
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || work(&state, view, hints))
+        .await
+        .map_err(|e| ApiError::Internal(format!("routing task failed: {e}")))
+}
+
+/// A non-streaming answer: read it, price it, send it back with the cost headers.
+async fn complete(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    d: Dispatched,
+) -> Result<Response, ApiError> {
+    let status = d.response.status();
+    let passback: Vec<(HeaderName, HeaderValue)> = d
+        .response
+        .headers()
+        .iter()
+        .filter(|(k, _)| passes_back(k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let bytes = d
+        .response
+        .bytes()
+        .await
+        .map_err(|e| ApiError::Upstream(UpstreamError::from_reqwest(&e)))?;
+    let json: Value = serde_json::from_slice(&bytes)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| {
+            state
+                .metrics
+                .upstream_error(&d.candidate.tier_name, "invalid_response", false);
+            ApiError::Upstream(UpstreamError::invalid_response(
+                "the answer is not a JSON object",
+            ))
+        })?;
+    let reported = json.get("usage").and_then(Usage::from_openai);
+    let text = if reported.is_none() || state.config.log.store_bodies {
+        answer_text(&json)
+    } else {
+        String::new()
+    };
+    let (usage, estimated) = usage_or_estimate(reported, ctx, &text);
+    let service_tier = ServiceTier::from_response(json.get("service_tier").and_then(Value::as_str));
+    let priced = account::price(state, &d.candidate.model, &usage, service_tier);
+
+    let mut resp = Response::new(Body::from(bytes.clone()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (k, v) in passback {
+        h.insert(k, v);
+    }
+    for (name, value) in [
+        ("x-tierwise-cost-usd", priced.cost),
+        ("x-tierwise-baseline-cost-usd", priced.baseline),
+    ] {
+        if let Some(v) = value
+            && let Ok(v) = HeaderValue::from_str(&v.to_string())
+        {
+            h.insert(name, v);
+        }
+    }
+    decorate(&mut resp, ctx);
+    account::finish(
+        state,
+        ctx,
+        Outcome {
+            status: status.as_u16(),
+            usage,
+            usage_estimated: estimated,
+            service_tier,
+            priced,
+            error: None,
+            response_body: state
+                .config
+                .log
+                .store_bodies
+                .then(|| String::from_utf8_lossy(&bytes).into_owned()),
+        },
+    );
+    Ok(resp.into_response())
+}

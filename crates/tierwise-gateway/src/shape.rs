@@ -1,0 +1,205 @@
+//! Hints in, request out: what the gateway reads from headers, and how it rewrites the body
+//! before dispatch. Everything not named here is forwarded exactly as the client sent it.
+
+use std::fmt::Debug;
+
+use axum::http::HeaderMap;
+use serde_json::{Map, Value, json};
+use tierwise_core::config::DispatchMode;
+use tierwise_core::request::{Api, RequestView};
+use tierwise_core::signals::{HINT_KEYS, Hints, truthy};
+use tierwise_router::Decision;
+
+use crate::error::ApiError;
+
+/// Hints from `x-tierwise-*` headers (they win over the same keys in `metadata`).
+pub fn hints_from_headers(headers: &HeaderMap) -> Result<Hints, ApiError> {
+    let get = |name: &'static str| -> Result<Option<String>, ApiError> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
+                .map_err(|_| ApiError::InvalidHeader(name)),
+        }
+    };
+    Ok(Hints {
+        tier: get("x-tierwise-tier")?,
+        role: get("x-tierwise-role")?,
+        category: get("x-tierwise-category")?.map(|s| s.to_ascii_lowercase()),
+        deferrable: get("x-tierwise-deferrable")?.is_some_and(|s| truthy(&s)),
+        mode: get("x-tierwise-mode")?,
+    })
+}
+
+/// Removes tierwise's hint keys (both spellings) from `metadata`; drops `metadata` if that
+/// leaves it empty. The provider never sees our hints.
+pub fn strip_hint_metadata(body: &mut Map<String, Value>) {
+    let now_empty = match body.get_mut("metadata") {
+        Some(Value::Object(meta)) => {
+            for (short, long) in HINT_KEYS {
+                meta.remove(*short);
+                meta.remove(*long);
+            }
+            meta.is_empty()
+        }
+        _ => false,
+    };
+    if now_empty {
+        body.remove("metadata");
+    }
+}
+
+/// What a tool shaper did to a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ToolShaping {
+    /// Tool schemas removed from the request.
+    pub removed: usize,
+}
+
+/// The seam where a request's tools are pruned before forwarding (tool search, issue 5).
+/// It may rewrite `tools` (and `tool_choice`) in `body`; it must leave every other field alone.
+pub trait ToolShaper: Send + Sync + Debug {
+    fn shape(&self, body: &mut Map<String, Value>, view: &RequestView) -> ToolShaping;
+}
+
+/// Tools pass through untouched (the shaper in use until tool search is wired in).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassThrough;
+
+impl ToolShaper for PassThrough {
+    fn shape(&self, _body: &mut Map<String, Value>, _view: &RequestView) -> ToolShaping {
+        ToolShaping::default()
+    }
+}
+
+/// The body to send, minus `model` (set per candidate tier at dispatch).
+#[derive(Debug, Clone)]
+pub struct Shaped {
+    pub body: Map<String, Value>,
+    /// The client asked for the usage chunk itself (`stream_options.include_usage = true`);
+    /// when false and we added it, the relay strips it from the client's stream.
+    pub client_wants_usage: bool,
+    pub tools: ToolShaping,
+}
+
+/// Rewrites the parsed body for dispatch:
+/// 1. tierwise hint keys leave `metadata`;
+/// 2. the tool shaper may prune `tools`;
+/// 3. chat streams ask the provider for the usage chunk (so cost can be logged);
+/// 4. mode `flex` sets `service_tier = "flex"`.
+pub fn shape(
+    mut body: Map<String, Value>,
+    view: &RequestView,
+    decision: &Decision,
+    tools: &dyn ToolShaper,
+) -> Shaped {
+    strip_hint_metadata(&mut body);
+    let tools = tools.shape(&mut body, view);
+    let mut client_wants_usage = false;
+    if view.stream && view.api == Api::ChatCompletions {
+        match body.get_mut("stream_options") {
+            Some(Value::Object(opts)) => {
+                client_wants_usage = opts.get("include_usage") == Some(&Value::Bool(true));
+                opts.insert("include_usage".into(), Value::Bool(true));
+            }
+            _ => {
+                body.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+        }
+    }
+    if view.stream && view.api == Api::Responses {
+        // The Responses stream always ends with `response.completed` carrying usage.
+        client_wants_usage = true;
+    }
+    if decision.mode == DispatchMode::Flex {
+        body.insert("service_tier".into(), Value::String("flex".into()));
+    }
+    Shaped {
+        body,
+        client_wants_usage,
+        tools,
+    }
+}
+
+/// Header-safe text: visible ASCII only (arrows and comparison signs spelled out), at most
+/// 200 bytes.
+pub fn ascii_header(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '→' => out.push_str("->"),
+            '←' => out.push_str("<-"),
+            '≥' => out.push_str(">="),
+            '≤' => out.push_str("<="),
+            '≠' => out.push_str("!="),
+            '×' => out.push('x'),
+            '…' => out.push_str("..."),
+            '—' | '–' => out.push('-'),
+            c if c == ' ' || c.is_ascii_graphic() => out.push(c),
+            c if c.is_whitespace() => out.push(' '),
+            _ => out.push('?'),
+        }
+        if out.len() >= 200 {
+            out.truncate(200);
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn headers_become_hints() {
+        let mut h = HeaderMap::new();
+        h.insert("x-tierwise-tier", HeaderValue::from_static("nano"));
+        h.insert(
+            "x-tierwise-category",
+            HeaderValue::from_static("Extraction"),
+        );
+        h.insert("x-tierwise-deferrable", HeaderValue::from_static("yes"));
+        let hints = hints_from_headers(&h).unwrap();
+        assert_eq!(hints.tier.as_deref(), Some("nano"));
+        assert_eq!(hints.category.as_deref(), Some("extraction"));
+        assert!(hints.deferrable);
+        h.insert(
+            "x-tierwise-role",
+            HeaderValue::from_bytes(&[0xff, 0xfe]).unwrap(),
+        );
+        assert!(matches!(
+            hints_from_headers(&h),
+            Err(ApiError::InvalidHeader("x-tierwise-role"))
+        ));
+    }
+
+    #[test]
+    fn metadata_loses_only_hint_keys() {
+        let mut body =
+            json!({"metadata": {"category": "coding", "x-tierwise-tier": "mini", "user": "u1"}})
+                .as_object()
+                .unwrap()
+                .clone();
+        strip_hint_metadata(&mut body);
+        assert_eq!(Value::Object(body), json!({"metadata": {"user": "u1"}}));
+        let mut body = json!({"metadata": {"role": "sub-agent"}, "x": 1})
+            .as_object()
+            .unwrap()
+            .clone();
+        strip_hint_metadata(&mut body);
+        assert_eq!(Value::Object(body), json!({"x": 1}));
+    }
+
+    #[test]
+    fn reasons_are_ascii() {
+        assert_eq!(
+            ascii_header("rule short-plain (≤400 tokens) → mini"),
+            "rule short-plain (<=400 tokens) -> mini"
+        );
+        assert_eq!(ascii_header("naïve\n"), "na?ve ");
+    }
+}
