@@ -1,0 +1,56 @@
+//! The official `openai` Python SDK against the gateway + mock: `tests/e2e/openai_sdk_e2e.py`.
+//!
+//! Needs the project venv with the SDK (`.ci/run` creates it):
+//! `python3 -m venv .venv && .venv/bin/pip install openai`. Without `.venv` the test says so
+//! and passes; with a `.venv` that cannot import `openai`, it fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests may unwrap"
+)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::Harness;
+
+#[tokio::test]
+async fn openai_python_sdk_end_to_end() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        eprintln!(
+            "SKIPPED openai_python_sdk_end_to_end: no .venv at {} \
+             (create it: python3 -m venv .venv && .venv/bin/pip install openai)",
+            root.display()
+        );
+        return;
+    }
+    let mut h = Harness::start().await;
+    let script = root.join("tests/e2e/openai_sdk_e2e.py");
+    let base_url = h.base_url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(base_url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the openai SDK run failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    // Every SDK call was logged.
+    h.shutdown().await;
+    let rows = common::read_rows(&h.db);
+    assert_eq!(rows.len(), 11, "one row per proxied SDK call");
+    assert!(rows.iter().any(|r| r.streamed && r.status == 200));
+    assert!(rows.iter().any(|r| r.status == 404));
+}
