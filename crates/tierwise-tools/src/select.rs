@@ -1,0 +1,379 @@
+//! Which tools a request keeps: a pure function of the index, the conversation and the policy.
+//!
+//! Kept = every tool the index could not read (passed through) ∪ tools named by `tool_choice`
+//! ∪ tools the conversation already called ∪ pinned tools ∪ the `top_k` most relevant. Nothing
+//! is pruned when the request has at most `threshold` tools or the mode is `off`. Kept tools
+//! stay in their **original order**, so the same tool set always yields the same prefix and
+//! the provider's prompt cache keeps hitting.
+
+use serde_json::Value;
+use tierwise_core::config::{ToolMode, Tools};
+use tierwise_core::request::RequestView;
+
+use crate::index::ToolIndex;
+use crate::query::{Method, Query, QueryEmbedder, top};
+
+/// How to select.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub mode: ToolMode,
+    /// Prune only when a request has more tools than this.
+    pub threshold: usize,
+    /// Relevant tools kept (on top of named, called, pinned and unreadable ones).
+    pub top_k: usize,
+    /// Tool names always kept.
+    pub pinned: Vec<String>,
+    pub method: Method,
+}
+
+impl Policy {
+    /// The policy of a `[tools]` config section. The method is lexical; hybrid needs an
+    /// embedder, which the caller passes to [`select_with`].
+    pub fn from_config(tools: &Tools) -> Policy {
+        Policy {
+            mode: tools.mode,
+            threshold: tools.threshold,
+            top_k: tools.top_k,
+            pinned: tools.pinned.clone(),
+            method: Method::Lexical,
+        }
+    }
+}
+
+/// Why a tool was kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum Reason {
+    /// Nothing was pruned (mode off, or at most `threshold` tools).
+    NotPruned,
+    /// Named by `tool_choice`.
+    ToolChoice,
+    /// Called earlier in the conversation.
+    Called,
+    /// Pinned in config.
+    Pinned,
+    /// Not a readable function tool: passed through untouched.
+    Unindexed,
+    /// Among the `top_k` most relevant (rank 0 = best).
+    Relevant { rank: usize },
+}
+
+/// One kept tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Kept {
+    /// Position in the request's `tools`.
+    pub index: usize,
+    #[serde(flatten)]
+    pub reason: Reason,
+}
+
+/// The outcome of selection.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Selection {
+    /// Kept tools in their original order.
+    pub kept: Vec<Kept>,
+    /// Whether any tool was removed.
+    pub pruned: bool,
+    /// o200k tokens of all the request's tool schemas.
+    pub tokens_offered: usize,
+    /// o200k tokens of the kept tool schemas.
+    pub tokens_sent: usize,
+}
+
+impl Selection {
+    /// Positions of the kept tools, in original order.
+    pub fn indices(&self) -> Vec<usize> {
+        self.kept.iter().map(|k| k.index).collect()
+    }
+
+    /// The kept tools, cloned from `tools` (the same list the index was built from).
+    pub fn apply(&self, tools: &[Value]) -> Vec<Value> {
+        self.kept
+            .iter()
+            .filter_map(|k| tools.get(k.index).cloned())
+            .collect()
+    }
+}
+
+/// Names in a `tool_choice`: `{"type":"function","function":{"name":…}}` (chat),
+/// `{"type":"function","name":…}` (Responses), and `allowed_tools` lists (both shapes).
+pub fn tool_choice_names(choice: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut push = |v: &Value| {
+        if let Some(n) = v
+            .pointer("/function/name")
+            .or_else(|| v.get("name"))
+            .and_then(Value::as_str)
+        {
+            out.push(n.to_string());
+        }
+    };
+    push(choice);
+    let lists = [
+        choice.get("tools"),
+        choice.pointer("/allowed_tools/tools"),
+        choice.get("allowed_tools").filter(|v| v.is_array()),
+    ];
+    for list in lists.into_iter().flatten().filter_map(Value::as_array) {
+        list.iter().for_each(&mut push);
+    }
+    out
+}
+
+/// Selects the tools of a request (lexical, or hybrid with the index's embedder).
+pub fn select(index: &ToolIndex, view: &RequestView, policy: &Policy) -> Selection {
+    select_with(index, view, policy, None)
+}
+
+/// [`select`] with an embedder for [`Method::Hybrid`] (the one the index was built with).
+pub fn select_with(
+    index: &ToolIndex,
+    view: &RequestView,
+    policy: &Policy,
+    embedder: QueryEmbedder<'_>,
+) -> Selection {
+    let mut forced: Vec<(usize, Reason)> = Vec::new();
+    if let Some(choice) = &view.tool_choice {
+        for name in tool_choice_names(choice) {
+            forced.extend(
+                index
+                    .positions(&name)
+                    .iter()
+                    .map(|&i| (i, Reason::ToolChoice)),
+            );
+        }
+    }
+    for turn in &view.turns {
+        for name in &turn.tool_calls {
+            forced.extend(index.positions(name).iter().map(|&i| (i, Reason::Called)));
+        }
+    }
+    for name in &policy.pinned {
+        forced.extend(index.positions(name).iter().map(|&i| (i, Reason::Pinned)));
+    }
+    if !prunes(index, policy) {
+        return keep_all(index);
+    }
+    let ranking = top(
+        index,
+        &Query::from_view(view),
+        policy.method,
+        embedder,
+        None,
+        policy.top_k,
+    );
+    select_ranked(index, &ranking, &forced, policy)
+}
+
+/// Whether `policy` prunes a list of this many tools.
+pub fn prunes(index: &ToolIndex, policy: &Policy) -> bool {
+    policy.mode != ToolMode::Off && index.len() > policy.threshold
+}
+
+/// Everything kept, as is.
+pub fn keep_all(index: &ToolIndex) -> Selection {
+    let tokens = index.tokens_of(0..index.len());
+    Selection {
+        kept: (0..index.len())
+            .map(|index| Kept {
+                index,
+                reason: Reason::NotPruned,
+            })
+            .collect(),
+        pruned: false,
+        tokens_offered: tokens,
+        tokens_sent: tokens,
+    }
+}
+
+/// The selection given a ranking (best first) and the forced tools. The first reason given
+/// for a tool wins; pass forced tools in precedence order.
+pub fn select_ranked(
+    index: &ToolIndex,
+    ranking: &[usize],
+    forced: &[(usize, Reason)],
+    policy: &Policy,
+) -> Selection {
+    let n = index.len();
+    let mut reason: Vec<Option<Reason>> = vec![None; n];
+    for &(i, r) in forced {
+        if let Some(slot) = reason.get_mut(i)
+            && slot.is_none()
+        {
+            *slot = Some(r);
+        }
+    }
+    for (slot, e) in reason.iter_mut().zip(index.entries()) {
+        if slot.is_none() && !e.is_indexed() {
+            *slot = Some(Reason::Unindexed);
+        }
+    }
+    for (rank, &i) in ranking.iter().take(policy.top_k).enumerate() {
+        if let Some(slot) = reason.get_mut(i)
+            && slot.is_none()
+        {
+            *slot = Some(Reason::Relevant { rank });
+        }
+    }
+    let kept: Vec<Kept> = reason
+        .iter()
+        .enumerate()
+        .filter_map(|(index, r)| r.map(|reason| Kept { index, reason }))
+        .collect();
+    Selection {
+        pruned: kept.len() < n,
+        tokens_offered: index.tokens_of(0..n),
+        tokens_sent: index.tokens_of(kept.iter().map(|k| k.index)),
+        kept,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tools(n: usize) -> Vec<Value> {
+        let topics = [
+            "weather",
+            "flight",
+            "email",
+            "stock",
+            "invoice",
+            "translate",
+            "recipe",
+            "taxi",
+            "music",
+            "news",
+        ];
+        (0..n)
+            .map(|i| {
+                let t = topics[i % topics.len()];
+                json!({"type": "function", "function": {"name": format!("{t}_tool_{i}"), "description": format!("Handles {t} requests, variant {i}"), "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}})
+            })
+            .collect()
+    }
+
+    fn policy(threshold: usize, top_k: usize) -> Policy {
+        Policy {
+            mode: ToolMode::Prune,
+            threshold,
+            top_k,
+            pinned: vec![],
+            method: Method::Lexical,
+        }
+    }
+
+    #[test]
+    fn keeps_named_called_pinned_and_unreadable_tools() {
+        let mut ts = tools(30);
+        ts.push(json!({"type": "web_search"}));
+        let idx = ToolIndex::build(&ts);
+        let view = RequestView::chat(&json!({"model": "auto", "tool_choice": {"type": "function", "function": {"name": "music_tool_8"}},
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "news_tool_9", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+                {"role": "user", "content": "what is the weather forecast"}]}))
+        .unwrap();
+        let mut p = policy(16, 2);
+        p.pinned = vec!["taxi_tool_7".into(), "no_such_tool".into()];
+        let s = select(&idx, &view, &p);
+        assert!(s.pruned);
+        let reasons: Vec<(usize, Reason)> = s.kept.iter().map(|k| (k.index, k.reason)).collect();
+        assert!(reasons.contains(&(8, Reason::ToolChoice)));
+        assert!(reasons.contains(&(9, Reason::Called)));
+        assert!(reasons.contains(&(7, Reason::Pinned)));
+        assert!(reasons.contains(&(30, Reason::Unindexed)));
+        let relevant: Vec<usize> = s
+            .kept
+            .iter()
+            .filter(|k| matches!(k.reason, Reason::Relevant { .. }))
+            .map(|k| k.index)
+            .collect();
+        assert_eq!(relevant.len(), 2);
+        assert!(
+            relevant.iter().all(|i| i % 10 == 0),
+            "weather tools: {relevant:?}"
+        );
+        let idxs = s.indices();
+        assert!(idxs.windows(2).all(|w| w[0] < w[1]), "original order");
+        assert!(s.tokens_sent < s.tokens_offered);
+        assert_eq!(s.apply(&ts).len(), s.kept.len());
+    }
+
+    #[test]
+    fn no_pruning_at_or_below_threshold_or_when_off() {
+        let ts = tools(16);
+        let idx = ToolIndex::build(&ts);
+        let view = RequestView::chat(
+            &json!({"model": "auto", "messages": [{"role": "user", "content": "weather"}]}),
+        )
+        .unwrap();
+        let s = select(&idx, &view, &policy(16, 2));
+        assert!(!s.pruned);
+        assert_eq!(s.kept.len(), 16);
+        assert_eq!(s.tokens_sent, s.tokens_offered);
+        let ts = tools(40);
+        let idx = ToolIndex::build(&ts);
+        let mut p = policy(16, 2);
+        p.mode = ToolMode::Off;
+        assert_eq!(select(&idx, &view, &p).kept.len(), 40);
+    }
+
+    #[test]
+    fn duplicate_names_are_kept_together_when_named() {
+        let mut ts = tools(20);
+        ts.push(ts[3].clone());
+        let idx = ToolIndex::build(&ts);
+        let view = RequestView::chat(
+            &json!({"model": "auto", "tool_choice": {"type": "function", "name": "stock_tool_3"},
+            "messages": [{"role": "user", "content": "weather"}]}),
+        )
+        .unwrap();
+        let s = select(&idx, &view, &policy(16, 1));
+        let named: Vec<usize> = s
+            .kept
+            .iter()
+            .filter(|k| k.reason == Reason::ToolChoice)
+            .map(|k| k.index)
+            .collect();
+        assert_eq!(named, [3, 20]);
+    }
+
+    #[test]
+    fn tool_choice_shapes() {
+        assert_eq!(tool_choice_names(&json!("auto")), Vec::<String>::new());
+        assert_eq!(
+            tool_choice_names(&json!({"type": "function", "function": {"name": "a"}})),
+            ["a"]
+        );
+        assert_eq!(
+            tool_choice_names(&json!({"type": "function", "name": "b"})),
+            ["b"]
+        );
+        assert_eq!(
+            tool_choice_names(
+                &json!({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": "c"}}]}})
+            ),
+            ["c"]
+        );
+        assert_eq!(
+            tool_choice_names(
+                &json!({"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "d"}]})
+            ),
+            ["d"]
+        );
+    }
+
+    #[test]
+    fn same_tool_set_same_selection() {
+        let ts = tools(50);
+        let idx = ToolIndex::build(&ts);
+        let view = RequestView::chat(&json!({"model": "auto", "messages": [{"role": "user", "content": "stock price then email"}]})).unwrap();
+        let a = select(&idx, &view, &policy(16, 5));
+        let b = select(&ToolIndex::build(&ts), &view, &policy(16, 5));
+        assert_eq!(a, b);
+    }
+}
