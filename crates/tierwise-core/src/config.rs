@@ -680,7 +680,7 @@ impl Config {
         let tools = Tools {
             mode: mode.unwrap_or_default(),
             threshold: threshold.unwrap_or(16),
-            top_k: top_k.unwrap_or(8),
+            top_k: top_k.unwrap_or(24),
             pinned,
             max_search_rounds: max_search_rounds.unwrap_or(2),
         };
