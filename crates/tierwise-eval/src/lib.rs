@@ -1,1 +1,21 @@
-//! tierwise-eval
+//! Offline evaluation of routers on outcome data: what each routing policy would have cost and
+//! scored on queries whose answers from every model are recorded.
+//!
+//! # Layout
+//! - [`data`]: outcome data sets (`outcomes*.jsonl[.gz]` + `models.json`), malformed lines
+//!   counted with their line numbers.
+//! - [`ladder`]: a ladder of models over a data set (per row and tier: Decimal cost, score), the
+//!   running [`ladder::Tally`] of an operating point and the threshold sweep — the walk any
+//!   policy (router, cascade) is scored by.
+//! - [`metrics`]: PGR, APGR, CPT(50%/80%), savings at 95% quality; the random baseline.
+//! - [`report`]: the report (curve + metrics + baselines: each model, random, oracle) as JSON,
+//!   text and a self-contained HTML/SVG chart.
+//! - [`learn`]: training sets from data sets, fitting the learned router, scoring, K-fold CV.
+//! - [`config_edit`]: writing calibrated thresholds into a config file as a small text edit.
+
+pub mod config_edit;
+pub mod data;
+pub mod ladder;
+pub mod learn;
+pub mod metrics;
+pub mod report;

@@ -9,6 +9,7 @@
 //! - [`Decision`]: tier, model, dispatch mode, reason, the estimate that decided, fallbacks.
 //! - [`QualityEstimator`]: the interface of learned routers (`learned` module).
 
+pub mod learned;
 pub mod rules;
 
 use std::sync::Arc;

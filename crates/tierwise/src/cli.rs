@@ -128,6 +128,15 @@ pub struct EvalArgs {
     /// Write an HTML chart of the curve.
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// Write the charts as SVG.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// With --cv: feature groups to train on (signals, lexical, ngrams[=BITS], embed, all).
+    #[arg(long)]
+    pub features: Option<String>,
+    /// Embedding model folder (default: $TIERWISE_EMBED_DIR, else router/embed/tokenlearn-static-model-0.1.1).
+    #[arg(long)]
+    pub embed_dir: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -140,6 +149,27 @@ pub struct TrainArgs {
     /// Where to write the router file.
     #[arg(long)]
     pub out: PathBuf,
+    /// Feature groups: signals, lexical, ngrams[=BITS], embed, all. With `embed`, an
+    /// embedding-free model is trained too and used when the embedding model is missing.
+    #[arg(long, default_value = "signals,lexical")]
+    pub features: String,
+    /// Embedding model folder (default: $TIERWISE_EMBED_DIR, else router/embed/tokenlearn-static-model-0.1.1).
+    #[arg(long)]
+    pub embed_dir: Option<PathBuf>,
+    /// L2 penalty on the hashed n-gram weights.
+    #[arg(long, default_value_t = 1e-3)]
+    pub l2_ngrams: f64,
+    /// L2 penalty on the dense (signal, lexical, embedding) weights.
+    #[arg(long, default_value_t = 1e-3)]
+    pub l2_dense: f64,
+    /// L2 penalty on per-model deviations (what each trained model is unusually good or bad
+    /// at; used for ladders of known models); 0 = none.
+    #[arg(long, default_value_t = 1e-2)]
+    pub l2_per_model: f64,
+    /// What the estimates mean: `gain` (1 − expected loss vs the top tier) or `quality`
+    /// (P(tier answers well)).
+    #[arg(long, default_value = "gain")]
+    pub estimate: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -154,6 +184,21 @@ pub struct CalibrateArgs {
     /// Config file to write thresholds into.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Router: `default` or a router file (default: the config's routing.learned.weights).
+    #[arg(long)]
+    pub router: Option<String>,
+    /// Data models standing in for the config's tiers, cheapest first (quality target).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Outcome files to read instead of outcomes.jsonl[.gz].
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Embedding model folder (default: $TIERWISE_EMBED_DIR, else router/embed/tokenlearn-static-model-0.1.1).
+    #[arg(long)]
+    pub embed_dir: Option<PathBuf>,
+    /// Print the thresholds without writing the config.
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -1,0 +1,183 @@
+//! Writing `[routing.learned] thresholds` into a config file as a small text edit: comments,
+//! order and every other line stay as they are.
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EditError {
+    #[error("the edited config does not parse: {0}")]
+    Parse(String),
+    #[error("the edited config does not hold the new thresholds")]
+    Verify,
+}
+
+fn fmt_list(th: &[f64]) -> String {
+    let parts: Vec<String> = th
+        .iter()
+        .map(|t| format!("{}", (t * 1e6).round() / 1e6))
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn is_header(line: &str) -> bool {
+    line.trim_start().starts_with('[')
+        && !line.trim_start().starts_with("[[")
+        && line.trim_end().ends_with(']')
+        && !line.contains('=')
+}
+
+fn header_name(line: &str) -> String {
+    line.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim()
+        .replace(' ', "")
+}
+
+fn any_header(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with('[') && !line.contains('=')
+}
+
+/// Sets `thresholds = [...]` in the `[routing.learned]` table of `text`: replaces the existing
+/// key's value (keeping a trailing comment), or adds the key under the table header, or adds
+/// the table at the end. The result is checked to parse and to hold the values.
+pub fn set_learned_thresholds(
+    text: &str,
+    thresholds: &[f64],
+    comment: &str,
+) -> Result<String, EditError> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let value = fmt_list(thresholds);
+    let start = lines
+        .iter()
+        .position(|l| is_header(l) && header_name(l) == "routing.learned");
+    let mut out: Vec<String> = Vec::with_capacity(lines.len() + 3);
+    match start {
+        Some(h) => {
+            let end = lines[h + 1..]
+                .iter()
+                .position(|l| any_header(l))
+                .map_or(lines.len(), |i| h + 1 + i);
+            let key = (h + 1..end).find(|&i| {
+                let t = lines[i].trim_start();
+                t.strip_prefix("thresholds")
+                    .is_some_and(|r| r.trim_start().starts_with('='))
+            });
+            out.extend(lines[..h + 1].iter().map(|s| s.to_string()));
+            match key {
+                Some(k) => {
+                    out.extend(lines[h + 1..k].iter().map(|s| s.to_string()));
+                    // the value may span lines: up to the line holding the closing bracket
+                    let mut last = k;
+                    let mut depth = 0i32;
+                    for (i, l) in lines.iter().enumerate().take(end).skip(k) {
+                        let code = l.split('#').next().unwrap_or("");
+                        depth +=
+                            code.matches('[').count() as i32 - code.matches(']').count() as i32;
+                        last = i;
+                        if depth <= 0 {
+                            break;
+                        }
+                    }
+                    let indent: String =
+                        lines[k].chars().take_while(|c| c.is_whitespace()).collect();
+                    let trailing = lines[last]
+                        .split_once('#')
+                        .map(|(_, c)| format!("  #{}", c.trim_end_matches(['\n', '\r'])))
+                        .unwrap_or_default();
+                    out.push(format!("{indent}thresholds = {value}{trailing}\n"));
+                    out.extend(lines[last + 1..].iter().map(|s| s.to_string()));
+                }
+                None => {
+                    if !lines[h].ends_with('\n')
+                        && let Some(l) = out.last_mut()
+                    {
+                        l.push('\n');
+                    }
+                    out.push(format!("# {comment}\n"));
+                    out.push(format!("thresholds = {value}\n"));
+                    out.extend(lines[h + 1..].iter().map(|s| s.to_string()));
+                }
+            }
+        }
+        None => {
+            out.extend(lines.iter().map(|s| s.to_string()));
+            if let Some(l) = out.last_mut()
+                && !l.ends_with('\n')
+            {
+                l.push('\n');
+            }
+            out.push(format!(
+                "\n[routing.learned]\n# {comment}\nthresholds = {value}\n"
+            ));
+        }
+    }
+    let new = out.concat();
+    let parsed: toml::Table = new
+        .parse()
+        .map_err(|e: toml::de::Error| EditError::Parse(e.to_string()))?;
+    let got: Option<Vec<f64>> = parsed
+        .get("routing")
+        .and_then(|r| r.get("learned"))
+        .and_then(|l| l.get("thresholds"))
+        .and_then(|t| t.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+                .collect()
+        });
+    let want: Vec<f64> = thresholds.iter().map(|t| (t * 1e6).round() / 1e6).collect();
+    match got {
+        Some(g)
+            if g.len() == want.len() && g.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-9) =>
+        {
+            Ok(new)
+        }
+        _ => Err(EditError::Verify),
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests may unwrap"
+)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = "# top comment\nlisten = \"127.0.0.1:8080\"\n\n[routing]\nmode = \"learned\" # why\n\n[routing.learned]\nweights = \"router/default.json\"  # shipped\n\n[tools]\nmode = \"prune\"\n";
+
+    #[test]
+    fn adds_key_under_existing_table_and_keeps_comments() {
+        let out = set_learned_thresholds(CFG, &[0.7, 0.6, 0.5], "calibrated").unwrap();
+        assert!(
+            out.contains("# top comment") && out.contains("# why") && out.contains("# shipped")
+        );
+        assert!(out.contains("thresholds = [0.7, 0.6, 0.5]\n"));
+        assert!(out.find("thresholds").unwrap() < out.find("[tools]").unwrap());
+        // only additions
+        assert_eq!(out.lines().count(), CFG.lines().count() + 2);
+    }
+
+    #[test]
+    fn replaces_existing_value_even_multiline() {
+        let once = set_learned_thresholds(CFG, &[0.7, 0.6], "c").unwrap();
+        let twice = set_learned_thresholds(&once, &[0.1, 0.2], "c").unwrap();
+        assert!(twice.contains("thresholds = [0.1, 0.2]\n"));
+        assert_eq!(twice.matches("thresholds").count(), 1);
+        let multi = CFG.replace(
+            "weights = \"router/default.json\"  # shipped\n",
+            "weights = \"w.json\"\nthresholds = [\n  0.9,\n  0.8,\n] # old\n",
+        );
+        let out = set_learned_thresholds(&multi, &[0.3, 0.4], "c").unwrap();
+        assert!(out.contains("thresholds = [0.3, 0.4]  # old\n"), "{out}");
+        assert!(!out.contains("0.9"));
+    }
+
+    #[test]
+    fn appends_table_when_missing() {
+        let out = set_learned_thresholds("listen = \"127.0.0.1:1\"", &[0.5], "c").unwrap();
+        assert!(out.ends_with("[routing.learned]\n# c\nthresholds = [0.5]\n"));
+    }
+}

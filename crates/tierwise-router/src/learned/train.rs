@@ -1,0 +1,548 @@
+//! Fitting the model: L2-regularized logistic IRT, P(m good on q) = σ(a_m − w·x_q), by
+//! full-batch L-BFGS. Scores in [0, 1] are soft labels. Each query weighs the same whatever the
+//! number of models it has outcomes for; with `balance_groups`, each data set weighs the same.
+
+use std::collections::BTreeMap;
+
+use super::features::{FeatureSpec, Featurized};
+use super::model::{LadderPrior, Model};
+
+/// One training query.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub features: Featurized,
+    /// (model index into [`TrainSet::models`], score in [0, 1]).
+    pub outcomes: Vec<(u32, f32)>,
+    /// Data set index (for balancing).
+    pub group: u32,
+}
+
+/// A model of the training data.
+#[derive(Debug, Clone)]
+pub struct ModelMeta {
+    pub name: String,
+    pub group: u32,
+    /// Blended list price, for the ladder prior.
+    pub price: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainSet {
+    pub spec: FeatureSpec,
+    pub examples: Vec<Example>,
+    pub models: Vec<ModelMeta>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOptions {
+    /// L2 on standardized dense weights.
+    pub l2_dense: f64,
+    /// L2 on hashed n-gram weights.
+    pub l2_hash: f64,
+    pub max_iter: usize,
+    pub balance_groups: bool,
+    /// L2 on per-model deviations over the dense features; `None` = no deviations.
+    pub l2_model: Option<f64>,
+    /// Worker threads for the gradient (≥ 1).
+    pub threads: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            l2_dense: 1e-3,
+            l2_hash: 1e-3,
+            max_iter: 300,
+            balance_groups: true,
+            l2_model: Some(1e-2),
+            threads: 2,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TrainError {
+    #[error("no training rows with outcomes")]
+    Empty,
+    #[error("a training row has features of the wrong size")]
+    BadFeatures,
+}
+
+/// What the fit did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitReport {
+    pub iterations: usize,
+    pub loss: f64,
+    pub rows: usize,
+    pub pairs: usize,
+}
+
+struct Prepared<'a> {
+    set: &'a TrainSet,
+    mean: Vec<f64>,
+    scale: Vec<f64>,
+    /// Per-example weight c_i / |outcomes_i|, summing to 1 over examples.
+    row_w: Vec<f64>,
+    d: usize,
+    dense: usize,
+    models: usize,
+    deviations: bool,
+}
+
+fn standardize(set: &TrainSet) -> (Vec<f64>, Vec<f64>) {
+    let d = set.spec.dense_len();
+    let n = set.examples.len().max(1) as f64;
+    let mut mean = vec![0.0; d];
+    for e in &set.examples {
+        for (j, &x) in e.features.dense.iter().enumerate().take(d) {
+            mean[j] += f64::from(x);
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut var = vec![0.0; d];
+    for e in &set.examples {
+        for (j, &x) in e.features.dense.iter().enumerate().take(d) {
+            var[j] += (f64::from(x) - mean[j]).powi(2);
+        }
+    }
+    let scale = var.iter().map(|v| (v / n).sqrt().max(1e-3)).collect();
+    (mean, scale)
+}
+
+impl Prepared<'_> {
+    /// Loss and gradient at θ = [w (d), a (models)].
+    fn eval(&self, theta: &[f64], grad: &mut [f64], threads: usize) -> f64 {
+        let d = self.d;
+        let ex = &self.set.examples;
+        let chunk = ex.len().div_ceil(threads.max(1)).max(1);
+        let parts: Vec<(f64, Vec<f64>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = ex
+                .chunks(chunk)
+                .enumerate()
+                .map(|(ci, part)| {
+                    let start = ci * chunk;
+                    s.spawn(move || {
+                        let mut g = vec![0.0; theta.len()];
+                        let mut loss = 0.0;
+                        let mut z = vec![0.0f64; self.dense];
+                        for (i, e) in part.iter().enumerate() {
+                            let c = self.row_w[start + i];
+                            if c == 0.0 {
+                                continue;
+                            }
+                            let mut mu = 0.0;
+                            for j in 0..self.dense {
+                                z[j] =
+                                    (f64::from(e.features.dense[j]) - self.mean[j]) / self.scale[j];
+                                mu += z[j] * theta[j];
+                            }
+                            for &(b, v) in &e.features.sparse {
+                                mu += f64::from(v) * theta[self.dense + b as usize];
+                            }
+                            let mut dmu = 0.0;
+                            for &(m, y) in &e.outcomes {
+                                let a = theta[d + m as usize];
+                                let mut t = a - mu;
+                                let uo = d + self.models + m as usize * self.dense;
+                                if self.deviations {
+                                    for j in 0..self.dense {
+                                        t += theta[uo + j] * z[j];
+                                    }
+                                }
+                                let y = f64::from(y);
+                                // log(1 + e^-t) and log(1 + e^t), stable
+                                let sp_neg = if t > 0.0 {
+                                    (-t).exp().ln_1p()
+                                } else {
+                                    -t + t.exp().ln_1p()
+                                };
+                                let sp_pos = sp_neg + t;
+                                loss += c * (y * sp_neg + (1.0 - y) * sp_pos);
+                                let p = 1.0 / (1.0 + (-t).exp());
+                                g[d + m as usize] += c * (p - y);
+                                if self.deviations {
+                                    for j in 0..self.dense {
+                                        g[uo + j] += c * (p - y) * z[j];
+                                    }
+                                }
+                                dmu += c * (y - p);
+                            }
+                            for j in 0..self.dense {
+                                g[j] += dmu * z[j];
+                            }
+                            for &(b, v) in &e.features.sparse {
+                                g[self.dense + b as usize] += dmu * f64::from(v);
+                            }
+                        }
+                        (loss, g)
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        grad.iter_mut().for_each(|g| *g = 0.0);
+        let mut loss = 0.0;
+        for (l, g) in parts {
+            loss += l;
+            for (a, b) in grad.iter_mut().zip(g) {
+                *a += b;
+            }
+        }
+        loss
+    }
+}
+
+/// Fits the model.
+pub fn fit(set: &TrainSet, opts: &TrainOptions) -> Result<(Model, FitReport), TrainError> {
+    let spec = &set.spec;
+    let dense = spec.dense_len();
+    let d = spec.len();
+    let hash = spec.hash_len();
+    for e in &set.examples {
+        if e.features.dense.len() != dense
+            || e.features.sparse.iter().any(|(b, _)| *b as usize >= hash)
+        {
+            return Err(TrainError::BadFeatures);
+        }
+    }
+    let usable: Vec<bool> = set
+        .examples
+        .iter()
+        .map(|e| !e.outcomes.is_empty())
+        .collect();
+    let rows = usable.iter().filter(|u| **u).count();
+    if rows == 0 {
+        return Err(TrainError::Empty);
+    }
+    // weights: each row 1 (or 1/rows-of-its-group), spread over its outcomes, normalized to sum 1
+    let mut group_rows: BTreeMap<u32, usize> = BTreeMap::new();
+    for (e, u) in set.examples.iter().zip(&usable) {
+        if *u {
+            *group_rows.entry(e.group).or_default() += 1;
+        }
+    }
+    let mut row_w: Vec<f64> = set
+        .examples
+        .iter()
+        .zip(&usable)
+        .map(|(e, u)| {
+            if !*u {
+                return 0.0;
+            }
+            let gw = if opts.balance_groups {
+                1.0 / group_rows.get(&e.group).copied().unwrap_or(1) as f64
+            } else {
+                1.0
+            };
+            gw / e.outcomes.len() as f64
+        })
+        .collect();
+    let total: f64 = set
+        .examples
+        .iter()
+        .zip(&row_w)
+        .map(|(e, w)| w * e.outcomes.len() as f64)
+        .sum();
+    row_w.iter_mut().for_each(|w| *w /= total.max(1e-300));
+    let (mean, scale) = standardize(set);
+    let m = set.models.len();
+    let deviations = opts.l2_model.is_some() && dense > 0;
+    let prep = Prepared {
+        set,
+        mean,
+        scale,
+        row_w,
+        d,
+        dense,
+        models: m,
+        deviations,
+    };
+    // start: w = 0, a_m = logit(mean score of m), deviations 0
+    let nu = if deviations { m * dense } else { 0 };
+    let mut theta = vec![0.0; d + m + nu];
+    let mut sums = vec![(0.0f64, 0.0f64); m];
+    for e in &set.examples {
+        for &(mi, y) in &e.outcomes {
+            if let Some(s) = sums.get_mut(mi as usize) {
+                s.0 += f64::from(y);
+                s.1 += 1.0;
+            }
+        }
+    }
+    for (k, (s, n)) in sums.iter().enumerate() {
+        let p = ((s + 0.5) / (n + 1.0)).clamp(1e-3, 1.0 - 1e-3);
+        theta[d + k] = (p / (1.0 - p)).ln();
+    }
+    let l2_model = opts.l2_model.unwrap_or(0.0);
+    let l2: Vec<f64> = (0..d + m + nu)
+        .map(|j| {
+            if j < dense {
+                opts.l2_dense
+            } else if j < d {
+                opts.l2_hash
+            } else if j < d + m {
+                1e-6
+            } else {
+                l2_model
+            }
+        })
+        .collect();
+    let threads = opts.threads.max(1);
+    let mut objective = |x: &[f64], g: &mut [f64]| -> f64 {
+        let mut f = prep.eval(x, g, threads);
+        for j in 0..x.len() {
+            f += 0.5 * l2[j] * x[j] * x[j];
+            g[j] += l2[j] * x[j];
+        }
+        f
+    };
+    let (iterations, loss) = lbfgs(&mut theta, &mut objective, opts.max_iter, 10);
+    let abilities: BTreeMap<String, f64> = set
+        .models
+        .iter()
+        .enumerate()
+        .map(|(k, mm)| (mm.name.clone(), theta[d + k]))
+        .collect();
+    let deviations_map: BTreeMap<String, Vec<f32>> = if deviations {
+        set.models
+            .iter()
+            .enumerate()
+            .map(|(k, mm)| {
+                let o = d + m + k * dense;
+                (
+                    mm.name.clone(),
+                    theta[o..o + dense].iter().map(|&x| x as f32).collect(),
+                )
+            })
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    let ladder = ladder_prior(&set.models, &theta[d..d + m]);
+    let mut model = Model {
+        features: spec.clone(),
+        dense_mean: prep.mean.iter().map(|&x| x as f32).collect(),
+        dense_scale: prep.scale.iter().map(|&x| x as f32).collect(),
+        weights: theta[..d].iter().map(|&x| x as f32).collect(),
+        abilities,
+        deviations: deviations_map,
+        ladder,
+    };
+    model.round_weights();
+    let pairs = set.examples.iter().map(|e| e.outcomes.len()).sum();
+    Ok((
+        model,
+        FitReport {
+            iterations,
+            loss,
+            rows,
+            pairs,
+        },
+    ))
+}
+
+/// Per training group: the median and the best ability; the prior spans their means.
+fn ladder_prior(models: &[ModelMeta], abilities: &[f64]) -> LadderPrior {
+    let mut groups: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    for (mm, a) in models.iter().zip(abilities) {
+        groups.entry(mm.group).or_default().push(*a);
+    }
+    let (mut low, mut high, mut n) = (0.0, 0.0, 0.0);
+    for (_, mut a) in groups {
+        a.sort_by(f64::total_cmp);
+        low += a[a.len() / 2];
+        high += a[a.len() - 1];
+        n += 1.0;
+    }
+    if n == 0.0 {
+        return LadderPrior {
+            low: 0.0,
+            high: 1.0,
+        };
+    }
+    LadderPrior {
+        low: low / n,
+        high: high / n,
+    }
+}
+
+/// Minimizes `f` (which writes its gradient) from `x` in place by L-BFGS with a backtracking
+/// Armijo line search. Returns (iterations, final value).
+pub fn lbfgs(
+    x: &mut [f64],
+    f: &mut dyn FnMut(&[f64], &mut [f64]) -> f64,
+    max_iter: usize,
+    memory: usize,
+) -> (usize, f64) {
+    let n = x.len();
+    let mut g = vec![0.0; n];
+    let mut fx = f(x, &mut g);
+    let mut s_hist: Vec<Vec<f64>> = Vec::new();
+    let mut y_hist: Vec<Vec<f64>> = Vec::new();
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let mut xn = vec![0.0; n];
+    let mut gn = vec![0.0; n];
+    let mut it = 0;
+    while it < max_iter {
+        it += 1;
+        // two-loop recursion: direction = -H g
+        let mut q = g.clone();
+        let k = s_hist.len();
+        let mut alpha = vec![0.0; k];
+        for i in (0..k).rev() {
+            let rho = 1.0 / dot(&y_hist[i], &s_hist[i]);
+            alpha[i] = rho * dot(&s_hist[i], &q);
+            for (qj, yj) in q.iter_mut().zip(&y_hist[i]) {
+                *qj -= alpha[i] * yj;
+            }
+        }
+        let gamma = if k > 0 {
+            dot(&s_hist[k - 1], &y_hist[k - 1]) / dot(&y_hist[k - 1], &y_hist[k - 1])
+        } else {
+            1.0 / dot(&g, &g).sqrt().max(1e-12)
+        };
+        q.iter_mut().for_each(|v| *v *= gamma);
+        for i in 0..k {
+            let rho = 1.0 / dot(&y_hist[i], &s_hist[i]);
+            let beta = rho * dot(&y_hist[i], &q);
+            for (qj, sj) in q.iter_mut().zip(&s_hist[i]) {
+                *qj += sj * (alpha[i] - beta);
+            }
+        }
+        let mut dir: Vec<f64> = q.iter().map(|v| -v).collect();
+        let mut slope = dot(&dir, &g);
+        if slope >= 0.0 {
+            // not a descent direction: restart with steepest descent
+            s_hist.clear();
+            y_hist.clear();
+            let sc = 1.0 / dot(&g, &g).sqrt().max(1e-12);
+            dir = g.iter().map(|v| -v * sc).collect();
+            slope = dot(&dir, &g);
+        }
+        let mut step = 1.0;
+        let mut fnew;
+        let mut tries = 0;
+        loop {
+            for j in 0..n {
+                xn[j] = x[j] + step * dir[j];
+            }
+            fnew = f(&xn, &mut gn);
+            if fnew <= fx + 1e-4 * step * slope || tries >= 30 {
+                break;
+            }
+            step *= 0.5;
+            tries += 1;
+        }
+        if fnew > fx {
+            break;
+        }
+        let s: Vec<f64> = xn.iter().zip(x.iter()).map(|(a, b)| a - b).collect();
+        let y: Vec<f64> = gn.iter().zip(&g).map(|(a, b)| a - b).collect();
+        let sy = dot(&s, &y);
+        let rel = (fx - fnew).abs() / fx.abs().max(1e-12);
+        x.copy_from_slice(&xn);
+        g.copy_from_slice(&gn);
+        fx = fnew;
+        if sy > 1e-12 {
+            s_hist.push(s);
+            y_hist.push(y);
+            if s_hist.len() > memory {
+                s_hist.remove(0);
+                y_hist.remove(0);
+            }
+        }
+        if rel < 1e-9 || dot(&g, &g).sqrt() < 1e-7 {
+            break;
+        }
+    }
+    (it, fx)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests may unwrap"
+)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lbfgs_minimizes_a_quadratic() {
+        let mut x = vec![5.0, -3.0];
+        let mut f = |x: &[f64], g: &mut [f64]| {
+            g[0] = 2.0 * (x[0] - 1.0);
+            g[1] = 20.0 * (x[1] + 2.0);
+            (x[0] - 1.0).powi(2) + 10.0 * (x[1] + 2.0).powi(2)
+        };
+        let (_, fx) = lbfgs(&mut x, &mut f, 100, 5);
+        assert!(fx < 1e-8);
+        assert!((x[0] - 1.0).abs() < 1e-4 && (x[1] + 2.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn fit_learns_difficulty_and_abilities() {
+        // One dense feature = true difficulty; two models, the strong one better everywhere.
+        let spec = FeatureSpec {
+            signals: false,
+            lexical: false,
+            hash_bits: 0,
+            embedding: Some(super::super::features::EmbeddingSpec {
+                name: "t".into(),
+                dim: 1,
+            }),
+        };
+        let mut examples = Vec::new();
+        for i in 0..400 {
+            let diff = (i % 20) as f32 / 10.0 - 1.0;
+            let weak = if diff < -0.2 { 1.0 } else { 0.0 };
+            let strong = if diff < 0.6 { 1.0 } else { 0.0 };
+            examples.push(Example {
+                features: Featurized {
+                    dense: vec![diff],
+                    sparse: vec![],
+                },
+                outcomes: vec![(0, weak), (1, strong)],
+                group: 0,
+            });
+        }
+        let set = TrainSet {
+            spec,
+            examples,
+            models: vec![
+                ModelMeta {
+                    name: "weak".into(),
+                    group: 0,
+                    price: 1.0,
+                },
+                ModelMeta {
+                    name: "strong".into(),
+                    group: 0,
+                    price: 2.0,
+                },
+            ],
+        };
+        let (m, rep) = fit(
+            &set,
+            &TrainOptions {
+                l2_dense: 1e-4,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(rep.iterations > 1);
+        assert!(m.weights[0] > 0.5, "difficulty weight {}", m.weights[0]);
+        assert!(m.abilities["strong"] > m.abilities["weak"]);
+        let easy = m.difficulty(&Featurized {
+            dense: vec![-1.0],
+            sparse: vec![],
+        });
+        let hard = m.difficulty(&Featurized {
+            dense: vec![1.0],
+            sparse: vec![],
+        });
+        assert!(hard > easy);
+        assert!(m.ladder.high >= m.ladder.low);
+    }
+}
