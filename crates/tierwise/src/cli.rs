@@ -213,14 +213,37 @@ pub enum ToolsCommand {
 pub struct ToolsEvalArgs {
     #[arg(long)]
     pub data: PathBuf,
-    /// Tools kept per request.
+    /// Tools kept per request (default: the config's tools.top_k).
     #[arg(long)]
     pub k: Option<usize>,
     /// Report the curve over k.
     #[arg(long)]
     pub sweep: bool,
+    /// Retrieval method: bm25 (baseline), lexical (default), hybrid (needs an embedding model).
+    #[arg(long, value_enum, default_value = "lexical")]
+    pub method: ToolsMethodArg,
+    /// Prune only requests with more tools than this (default 0: measure the selector alone;
+    /// the gateway uses the config's tools.threshold).
+    #[arg(long, default_value_t = 0)]
+    pub threshold: usize,
+    /// Select from the whole catalog even where queries list `candidates`.
+    #[arg(long)]
+    pub all_tools: bool,
+    /// Config file whose tools.top_k is the default k (default: ./tierwise.toml, else embedded).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Embedding model folder for --method hybrid (default: $TIERWISE_EMBED_DIR, else router/embed).
+    #[arg(long)]
+    pub embed_dir: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ToolsMethodArg {
+    Bm25,
+    Lexical,
+    Hybrid,
 }
 
 #[derive(Debug, Subcommand)]
