@@ -11,8 +11,12 @@
 //! - [`report`]: the report (curve + metrics + baselines: each model, random, oracle) as JSON,
 //!   text and a self-contained HTML/SVG chart.
 //! - [`learn`]: training sets from data sets, fitting the learned router, scoring, K-fold CV.
+//! - [`cascade`]: the offline cascade — walk each row's recorded answers up the ladder, score
+//!   them, accept or escalate (cost counts every attempt); threshold sweep and FrugalGPT-style
+//!   optimisation; the scorer's training set.
 //! - [`config_edit`]: writing calibrated thresholds into a config file as a small text edit.
 
+pub mod cascade;
 pub mod config_edit;
 pub mod data;
 pub mod ladder;

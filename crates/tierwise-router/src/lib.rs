@@ -8,7 +8,9 @@
 //! - [`rules`]: matching a rule's `when` against [`Signals`].
 //! - [`Decision`]: tier, model, dispatch mode, reason, the estimate that decided, fallbacks.
 //! - [`QualityEstimator`]: the interface of learned routers (`learned` module).
+//! - [`cascade`]: the answer scorer (P(answer good enough)), acceptance plan and attempts header.
 
+pub mod cascade;
 pub mod learned;
 pub mod rules;
 

@@ -122,6 +122,9 @@ pub struct EvalArgs {
     /// Evaluate the cascade (score cheap answers, escalate).
     #[arg(long)]
     pub cascade: bool,
+    /// With --cascade: answer-scorer file (default: the shipped router/cascade.json).
+    #[arg(long, requires = "cascade")]
+    pub scorer: Option<PathBuf>,
     /// Write per-row router scores (JSONL).
     #[arg(long)]
     pub scores: Option<PathBuf>,
@@ -149,6 +152,9 @@ pub struct TrainArgs {
     /// Where to write the router file.
     #[arg(long)]
     pub out: PathBuf,
+    /// Fit the cascade's answer scorer (from recorded responses) instead of the router.
+    #[arg(long)]
+    pub cascade: bool,
     /// Feature groups: signals, lexical, ngrams[=BITS], embed, all. With `embed`, an
     /// embedding-free model is trained too and used when the embedding model is missing.
     #[arg(long, default_value = "signals,lexical")]

@@ -114,7 +114,7 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 
 pub fn run(args: EvalArgs) -> anyhow::Result<Status> {
     if args.cascade {
-        anyhow::bail!("--cascade is not built yet (issue 6)");
+        return super::cascade::eval(args);
     }
     let quiet = args.json;
     let ds = load_data(&args.data, args.split.as_deref(), quiet)?;

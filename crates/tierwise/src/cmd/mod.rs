@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod bench;
 pub mod calibrate;
+pub mod cascade;
 pub mod config;
 pub mod eval;
 pub mod route;

@@ -21,6 +21,9 @@ use crate::output::{self, Status};
 pub const DEFAULT_QUALITY: f64 = 0.95;
 
 pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
+    if args.cascade {
+        return super::cascade::train(args);
+    }
     let started = Instant::now();
     let quiet = args.json;
     let mut sets = Vec::new();
