@@ -2,12 +2,77 @@
 //!
 //! Ranks are embedded in the binary by `bpe-openai`; nothing is downloaded.
 //! The first call builds the tokenizer (~40 ms); later calls are cheap.
+//!
+//! [`count`] memoises per thread, with exactly the result of `o200k_base().count(text)`:
+//! the text is split by the tokenizer's own pre-tokenizer and each piece (mostly a word with its
+//! leading space) is counted once and remembered; long texts (system prompts, tool schemas,
+//! which repeat from request to request) are remembered whole. Both memos are bounded.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use serde_json::Value;
 
-/// Tokens in `text` under o200k_base.
+/// Texts at least this long are memoised whole (by a 64-bit hash and their length).
+const WHOLE_MIN_BYTES: usize = 256;
+const WHOLE_CAP: usize = 1 << 14;
+/// Pieces longer than this are not memoised (rare; counted directly).
+const PIECE_MAX_BYTES: usize = 48;
+const PIECE_CAP: usize = 1 << 16;
+
+#[derive(Default)]
+struct Memo {
+    whole: HashMap<(u64, usize), usize>,
+    pieces: HashMap<Box<str>, u32>,
+}
+
+thread_local! {
+    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+}
+
+fn count_pieces(memo: &mut Memo, text: &str) -> usize {
+    let tok = bpe_openai::o200k_base();
+    let normalized = tok.normalize(text);
+    let mut total = 0usize;
+    for piece in tok.split(normalized.as_str()) {
+        if piece.len() > PIECE_MAX_BYTES {
+            total += tok.bpe.count(piece.as_bytes());
+            continue;
+        }
+        if let Some(&n) = memo.pieces.get(piece) {
+            total += n as usize;
+            continue;
+        }
+        let n = tok.bpe.count(piece.as_bytes());
+        if memo.pieces.len() >= PIECE_CAP {
+            memo.pieces.clear();
+        }
+        memo.pieces.insert(piece.into(), n as u32);
+        total += n;
+    }
+    total
+}
+
+/// Tokens in `text` under o200k_base (memoised per thread; see the module docs).
 pub fn count(text: &str) -> usize {
-    bpe_openai::o200k_base().count(text)
+    MEMO.with(|m| {
+        let Ok(mut memo) = m.try_borrow_mut() else {
+            return bpe_openai::o200k_base().count(text);
+        };
+        if text.len() < WHOLE_MIN_BYTES {
+            return count_pieces(&mut memo, text);
+        }
+        let key = (xxhash_rust::xxh3::xxh3_64(text.as_bytes()), text.len());
+        if let Some(&n) = memo.whole.get(&key) {
+            return n;
+        }
+        let n = count_pieces(&mut memo, text);
+        if memo.whole.len() >= WHOLE_CAP {
+            memo.whole.clear();
+        }
+        memo.whole.insert(key, n);
+        n
+    })
 }
 
 /// Token ids of `text` under o200k_base.
@@ -88,6 +153,35 @@ pub fn count_tools(tools: &[Value]) -> usize {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn memoised_count_is_exact() {
+        let texts = [
+            "Don't stop: it's 12345678 o'clock, café au lait — naïve résumé!\n\n  x",
+            "请把这句话翻译成英文 and back again 123",
+            "fn main() {\n    println!(\"{}\", 42);\n}\n",
+            "   leading and trailing spaces   \n\n\n",
+        ];
+        for t in texts {
+            let long = t.repeat(40);
+            for x in [t, long.as_str()] {
+                let direct = bpe_openai::o200k_base().count(x);
+                // first (miss) and second (hit) calls agree with the tokenizer
+                assert_eq!(count(x), direct, "{x:?}");
+                assert_eq!(count(x), direct, "{x:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn memoised_count_matches_the_tokenizer(words in proptest::collection::vec("[ a-zA-Z0-9'.,é中\n]{0,12}", 0..80)) {
+            let text = words.join(" ");
+            let direct = bpe_openai::o200k_base().count(text.as_str());
+            proptest::prop_assert_eq!(count(&text), direct);
+            proptest::prop_assert_eq!(count(&text), direct);
+        }
+    }
 
     #[test]
     fn counts_match_o200k() {

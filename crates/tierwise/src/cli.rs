@@ -98,6 +98,9 @@ pub struct AuditArgs {
     /// A malformed line is fatal.
     #[arg(long)]
     pub strict: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
     #[arg(long)]
     pub json: bool,
 }

@@ -1,6 +1,65 @@
-use crate::cli::AuditArgs;
-use crate::output::Status;
+//! `tierwise audit LOG... [--store DB] [--html FILE] [--json]`: spend by category × tier and
+//! what each lever would save. The engine is `tierwise-audit`; the routing what-if uses the
+//! same policy `serve` builds (`super::policy`).
 
-pub fn run(_args: AuditArgs) -> anyhow::Result<Status> {
-    anyhow::bail!("`tierwise audit` is not built yet (issue 3)")
+use anyhow::Context;
+use tierwise_audit::{InputSpec, Options, html, render};
+
+use crate::cli::AuditArgs;
+use crate::output::{self, Status};
+
+/// Inputs this large (bytes on disk) get a progress bar.
+const PROGRESS_MIN_BYTES: u64 = 16 << 20;
+
+fn time_arg(flag: &'static str, value: Option<&str>) -> anyhow::Result<Option<i64>> {
+    match value {
+        None => Ok(None),
+        Some(v) => tierwise_audit::call::parse_time(v)
+            .map(Some)
+            .ok_or_else(|| tierwise_audit::AuditError::Time {
+                flag,
+                value: v.to_string(),
+            })
+            .map_err(Into::into),
+    }
+}
+
+pub fn run(args: AuditArgs) -> anyhow::Result<Status> {
+    if args.logs.is_empty() && args.store.is_none() {
+        anyhow::bail!("give at least one log file (or - for stdin), or --store FILE");
+    }
+    let config = super::load_config(args.config.as_deref())?;
+    let policy = super::policy(&config)?;
+    let mut options = Options::from_config(&config);
+    options.strict = args.strict;
+    options.since_ms = time_arg("since", args.since.as_deref())?;
+    options.until_ms = time_arg("until", args.until.as_deref())?;
+    if let Some(t) = args.threads {
+        options.threads = t;
+    }
+    let mut inputs: Vec<InputSpec> = args.logs.iter().map(|p| InputSpec::parse(p)).collect();
+    if let Some(db) = &args.store {
+        inputs.push(InputSpec::Store(db.clone()));
+    }
+    let total: u64 = inputs.iter().filter_map(InputSpec::size).sum();
+    let bar = output::progress(total, args.json || total < PROGRESS_MIN_BYTES, "auditing");
+    let report = tierwise_audit::audit(&inputs, &policy, &options, &mut |bytes, calls| {
+        bar.set_position(bytes.min(total));
+        bar.set_message(format!("auditing: {calls} calls"));
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    if let Some(path) = &args.html {
+        std::fs::write(path, html::render(&report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        if !args.json {
+            output::note(&format!("wrote {}", path.display()));
+        }
+    }
+    if args.json {
+        output::json(&report)?;
+    } else {
+        output::out(&render::render(&report, output::color()));
+    }
+    Ok(Status::Success)
 }

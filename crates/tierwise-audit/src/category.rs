@@ -1,0 +1,366 @@
+//! The categorizer: what kind of work a call is, from its request alone. Fast (a few regexes
+//! over the instructions and the last user turn, no model) and deterministic.
+//!
+//! Categories: `classification`, `extraction`, `summarization`, `writing`, `coding`,
+//! `reasoning` (math, logic, quantitative science), `conversation` (chat and general
+//! knowledge questions), `agentic` (tool use), `other` (no natural-language task to read).
+//!
+//! Order of the checks, first match wins:
+//! 1. `metadata.category` (or `x-tierwise-category`) names the category. Known aliases are
+//!    normalised (`math` → `reasoning`, `tool-use` → `agentic`, `chat` → `conversation`, …);
+//!    any other label is kept as the team wrote it.
+//! 2. `agentic`: the call offers tools, or the conversation has tool calls / tool results.
+//! 3. The system / developer prompt states the task: summarize → `summarization`, extract /
+//!    fill a schema → `extraction`, classify / label / sentiment → `classification`, write /
+//!    rewrite / translate → `writing`, a coding or math assistant → `coding` / `reasoning`.
+//! 4. `reasoning` (first pass): a logic puzzle (clues, riddle), `\boxed{}`, an `[asy]` figure,
+//!    or LaTeX math in the last user turn.
+//! 5. `coding`: code in the last user turn (fences, code-like lines, a `def`/`class` line,
+//!    doctests) or a request to write, fix or explain code.
+//! 6. `reasoning`: math in the last user turn ([`tierwise_core::signals::looks_like_math`] via
+//!    [`Signals::math`]), a quantitative word problem (a number, in digits or words, and "how
+//!    many", "total", "twice", "per hour", …), or quantitative science (units, physics and
+//!    chemistry terms).
+//! 7. The last user turn states the task (same verbs as 3).
+//! 8. `other`: no natural-language text (empty, only numbers or symbols, or a bare list of words
+//!    with no instruction).
+//! 9. `conversation`: everything else (questions, chat turns, knowledge prompts).
+//!
+//! Agreement with real labels is measured by `examples/categorizer_agreement.rs`.
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use tierwise_core::request::RequestView;
+use tierwise_core::signals::{Hints, Signals, looks_like_code};
+
+/// The built-in categories, in report order.
+pub const CATEGORIES: &[&str] = &[
+    "classification",
+    "extraction",
+    "summarization",
+    "writing",
+    "coding",
+    "reasoning",
+    "conversation",
+    "agentic",
+    "other",
+];
+
+/// How much of a text the categorizer reads: the head (instructions usually open a prompt)
+/// and the tail (or close it). Keeps the cost flat for long documents.
+const HEAD: usize = 1500;
+const TAIL: usize = 600;
+
+/// Maps a caller's label to a built-in category; unknown labels are kept (lowercased, trimmed).
+pub fn normalize(label: &str) -> Cow<'static, str> {
+    let l = label.trim().to_ascii_lowercase();
+    let known = match l.as_str() {
+        "classification" | "classify" | "labeling" | "labelling" | "sentiment" | "routing" => {
+            "classification"
+        }
+        "extraction" | "extract" | "information_extraction" | "ner" | "parsing" => "extraction",
+        "summarization" | "summarisation" | "summary" | "summarize" | "summarise" => {
+            "summarization"
+        }
+        "writing" | "creative" | "creative_writing" | "rewrite" | "rewriting" | "translation"
+        | "copywriting" | "editing" => "writing",
+        "coding" | "code" | "programming" | "code_generation" => "coding",
+        "reasoning" | "math" | "maths" | "reasoning/math" | "logic" => "reasoning",
+        "conversation" | "chat" | "qa" | "general" | "open_qa" | "general_qa" | "assistant" => {
+            "conversation"
+        }
+        "agentic" | "agent" | "tool-use" | "tool_use" | "tools" | "agentic/tool-use"
+        | "function_calling" => "agentic",
+        "other" => "other",
+        _ => return Cow::Owned(l),
+    };
+    Cow::Borrowed(known)
+}
+
+struct Patterns {
+    summarize: Regex,
+    extract: Regex,
+    classify: Regex,
+    write: Regex,
+    code_ask: Regex,
+    code_role: Regex,
+    math_role: Regex,
+    word_problem: Regex,
+    number_word: Regex,
+    puzzle: Regex,
+    code_def: Regex,
+    latex: Regex,
+    science: Regex,
+}
+
+fn patterns() -> Option<&'static Patterns> {
+    static P: OnceLock<Option<Patterns>> = OnceLock::new();
+    P.get_or_init(|| {
+        Some(Patterns {
+            summarize: Regex::new(
+                r"(?i)\b(summari[sz]e|summari[sz]ing|summarization|tl;?dr|recap|condense|key (points|takeaways))\b|\b(write|give|provide|create|produce|make)( me)? (a |an )?(short |brief |concise |quick |one-paragraph |executive )?(summary|overview|abstract|synopsis|digest)\b",
+            )
+            .ok()?,
+            extract: Regex::new(
+                r"(?i)\b(extract\w*|pull out|parse (the|this)|named entit\w*|fill (in )?(the )?(json|fields|form|schema)|return (only )?(a |the )?(json|fields)|key[- ]value pairs|list (all|every|each) (the )?(names?|dates?|entities|people|amounts|emails?|phone numbers|addresses|products|items)|which (fields|entities))\b",
+            )
+            .ok()?,
+            classify: Regex::new(
+                r"(?i)\b(classify|classif\w+|categori[sz]e|categori[sz]ation|which category|what category|label (this|the|each|it)|sentiment|is (this|it) (spam|toxic|positive|negative|neutral|relevant)|intent of|detect the intent|topic label|one of the (following )?(labels|categories|classes|topics)|answer with (only )?(yes or no|one word|the label))\b",
+            )
+            .ok()?,
+            write: Regex::new(
+                r"(?i)\b((write|draft|compose|create|generate|craft)\b.{0,40}\b(email|e-mail|essay|story|poem|letter|blog|post|article|cover letter|speech|tweet|caption|description|slogan|headline|paragraph|sentences?|lyrics|bio|review|announcement|newsletter|message|reply|copy|outline)|rewrite|re-write|rephrase|paraphrase|proofread|polish (this|the)|improve the (wording|writing|style)|translate|translation)\b",
+            )
+            .ok()?,
+            code_ask: Regex::new(
+                r"(?i)\b((write|implement|fix|debug|refactor|optimi[sz]e|review|explain|complete|convert)\b.{0,50}\b(code|function|script|program|class|method|query|regex|sql|api|unit tests?|python|javascript|typescript|rust|java|golang|c\+\+|c#|bash|html|css)|stack ?trace|compil(e|er|ation) error|syntax error|traceback|segfault|null pointer|in (python|javascript|typescript|rust|java|go|c\+\+|sql|bash))\b",
+            )
+            .ok()?,
+            code_role: Regex::new(
+                r"(?i)\b(coding assistant|programming assistant|software engineer|code review(er)?|senior developer|you write code|pair programmer)\b",
+            )
+            .ok()?,
+            math_role: Regex::new(
+                r"(?i)\b(math(s|ematics)? (tutor|assistant|teacher)|solve (math|the problem) step by step|show your (work|reasoning))\b",
+            )
+            .ok()?,
+            word_problem: Regex::new(
+                r"(?i)\b(how (many|much|long|far|old|large|tall|big|fast|often|heavy)|what('s| is| was| are| were) (the|their|his|her) (total|sum|difference|product|average|mean|probability|value|ratio|percentage|price|cost|area|volume|perimeter|age|speed|distance|greater|smaller|larger|least|greatest|remainder)|calculate|compute|evaluate|simplify|percent(age)?|ratio|average|remainder|fraction(al)?|times (smaller|larger|older|younger|bigger|more|less|as)|twice|half (as|of)|per (hour|day|week|month|year|kg|pound|liter|litre|mile|minute|second)|in total)\b",
+            )
+            .ok()?,
+            number_word: Regex::new(
+                r"(?i)\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|twenty|thirty|forty|fifty|hundred|thousand|dozen|half|quarter|third|double|triple)\b",
+            )
+            .ok()?,
+            puzzle: Regex::new(
+                r"(?i)(\\boxed|\[asy\]|\b(puzzle|riddle|clues?|clue\(s\)|logic grid|deduce|syllogism|which of the following (must|can) be true))",
+            )
+            .ok()?,
+            code_def: Regex::new(
+                r"(?m)(^\s*(def|class|fn|func|function|public|private|static|async def)\s+\w+.*[(:{]\s*$|^\s*>>> |^\s*(#include|import \w|package \w|using \w))",
+            )
+            .ok()?,
+            latex: Regex::new(r"\$[^$]*(\\[a-zA-Z]+|\^|=|\d)[^$]*\$|\\\(|\\\[").ok()?,
+            science: Regex::new(
+                r"(?i)\b\d+(\.\d+)?\s?(gev|mev|kev|ev|nm|μm|mol|mmol|hz|khz|mhz|kj|kpa|atm|cm3|cm\^3|ml|g/mol|m/s|km/s|kelvin|°c|°k)\b|\b(quantum|eigen\w*|hamiltonian|wavefunction|entropy|enthalpy|stoichiometr\w*|molarity|ph of|half-life|kinetic energy|momentum|wavelength|spectroscop\w*|nmr|isomer\w*|reagent|cycloaddition|synthesi[sz]\w* of|electrons?|photons?|neutrinos?|orbitals?)\b",
+            )
+            .ok()?,
+        })
+    })
+    .as_ref()
+}
+
+/// The head and tail of `text`, cut at char boundaries.
+fn window(text: &str) -> (&str, &str) {
+    if text.len() <= HEAD + TAIL {
+        return (text, "");
+    }
+    let mut h = HEAD;
+    while !text.is_char_boundary(h) {
+        h -= 1;
+    }
+    let mut t = text.len() - TAIL;
+    while !text.is_char_boundary(t) {
+        t += 1;
+    }
+    (&text[..h], &text[t..])
+}
+
+fn any_match(r: &Regex, text: &str) -> bool {
+    let (head, tail) = window(text);
+    r.is_match(head) || (!tail.is_empty() && r.is_match(tail))
+}
+
+/// A task named by instruction verbs in `text`, most specific first.
+fn task_in(p: &Patterns, text: &str, structured_output: bool) -> Option<&'static str> {
+    if text.is_empty() {
+        return None;
+    }
+    if any_match(&p.summarize, text) {
+        return Some("summarization");
+    }
+    if any_match(&p.extract, text) {
+        return Some("extraction");
+    }
+    if any_match(&p.classify, text) {
+        return Some("classification");
+    }
+    if any_match(&p.write, text) {
+        return Some("writing");
+    }
+    if structured_output && text.len() > 400 {
+        // A JSON answer asked about a document: pulling fields out of it.
+        return Some("extraction");
+    }
+    None
+}
+
+/// Text with no natural-language task: empty, no letters, or a bare list of short items.
+fn no_language_task(text: &str) -> bool {
+    let t = text.trim();
+    if t.is_empty() || !t.chars().any(char::is_alphabetic) {
+        return true;
+    }
+    if t.contains('?') || t.contains('\n') {
+        return false;
+    }
+    let items: Vec<&str> = t.split(',').map(str::trim).collect();
+    items.len() >= 5
+        && items
+            .iter()
+            .all(|i| !i.is_empty() && i.split_whitespace().count() <= 2 && !i.ends_with('.'))
+}
+
+/// The category of one call. `signals` must be computed from the same `view` and `hints`.
+pub fn categorize(view: &RequestView, signals: &Signals, hints: &Hints) -> Cow<'static, str> {
+    if let Some(c) = hints.category.as_deref().filter(|c| !c.trim().is_empty()) {
+        return normalize(c);
+    }
+    if !view.tools.is_empty()
+        || view
+            .turns
+            .iter()
+            .any(|t| !t.tool_calls.is_empty() || t.role == "tool" || t.role == "function")
+    {
+        return Cow::Borrowed("agentic");
+    }
+    let Some(p) = patterns() else {
+        return Cow::Borrowed("other");
+    };
+    let user = view.last_user_text();
+    let structured = signals.structured_output;
+    for t in view
+        .turns
+        .iter()
+        .filter(|t| t.role == "system" || t.role == "developer")
+    {
+        if any_match(&p.code_role, &t.text) {
+            return Cow::Borrowed("coding");
+        }
+        if any_match(&p.math_role, &t.text) {
+            return Cow::Borrowed("reasoning");
+        }
+        if let Some(task) = task_in(p, &t.text, structured) {
+            return Cow::Borrowed(task);
+        }
+    }
+    let (head, _) = window(user);
+    // Math figures and puzzles first: `[asy]` drawings look like code.
+    if any_match(&p.puzzle, user) || any_match(&p.latex, user) {
+        return Cow::Borrowed("reasoning");
+    }
+    if user.contains("```")
+        || looks_like_code(head)
+        || any_match(&p.code_def, user)
+        || any_match(&p.code_ask, user)
+    {
+        return Cow::Borrowed("coding");
+    }
+    let has_number = user.bytes().any(|b| b.is_ascii_digit()) || any_match(&p.number_word, user);
+    if signals.math
+        || (has_number && any_match(&p.word_problem, user))
+        || any_match(&p.science, user)
+    {
+        return Cow::Borrowed("reasoning");
+    }
+    if let Some(task) = task_in(p, user, structured) {
+        return Cow::Borrowed(task);
+    }
+    if no_language_task(user) && signals.turns <= 1 {
+        return Cow::Borrowed("other");
+    }
+    Cow::Borrowed("conversation")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cat(body: serde_json::Value) -> String {
+        let v = RequestView::chat(&body).unwrap();
+        let h = Hints::from_metadata(&v);
+        let s = Signals::compute(&v, &h);
+        categorize(&v, &s, &h).into_owned()
+    }
+
+    fn user(text: &str) -> String {
+        cat(json!({"model": "x", "messages": [{"role": "user", "content": text}]}))
+    }
+
+    fn sys_user(sys: &str, text: &str) -> String {
+        cat(
+            json!({"model": "x", "messages": [{"role": "system", "content": sys}, {"role": "user", "content": text}]}),
+        )
+    }
+
+    #[test]
+    fn each_category() {
+        assert_eq!(
+            user("Write a function to find the last occurrence of a character in a string."),
+            "coding"
+        );
+        assert_eq!(
+            user(
+                "How many girls are in the school if 40% of a school population is made up of 240 boys?"
+            ),
+            "reasoning"
+        );
+        assert_eq!(
+            user("when does a wrinkle in time come out in canada"),
+            "conversation"
+        );
+        assert_eq!(
+            sys_user(
+                "Classify the customer's message into one of the following categories: billing, shipping, other.",
+                "My parcel never arrived."
+            ),
+            "classification"
+        );
+        assert_eq!(
+            sys_user(
+                "Extract every person and date mentioned as JSON.",
+                "Ada met Bob on 3 May."
+            ),
+            "extraction"
+        );
+        assert_eq!(
+            user("Summarize the following passage in two sentences: The treaty was signed..."),
+            "summarization"
+        );
+        assert_eq!(
+            user("Write a short product description for a steel water bottle."),
+            "writing"
+        );
+        assert_eq!(
+            user("coin, trick, direct, compete, pit, meal, carry"),
+            "other"
+        );
+        assert_eq!(user(""), "other");
+    }
+
+    #[test]
+    fn tools_make_it_agentic() {
+        let c = cat(
+            json!({"model": "x", "tools": [{"type": "function", "function": {"name": "f"}}],
+            "messages": [{"role": "user", "content": "Summarize my inbox"}]}),
+        );
+        assert_eq!(c, "agentic");
+    }
+
+    #[test]
+    fn metadata_overrides() {
+        let c = cat(json!({"model": "x", "metadata": {"category": "Math"},
+            "messages": [{"role": "user", "content": "hello there"}]}));
+        assert_eq!(c, "reasoning");
+        let c = cat(
+            json!({"model": "x", "metadata": {"category": "Billing-Triage"},
+            "messages": [{"role": "user", "content": "hello"}]}),
+        );
+        assert_eq!(c, "billing-triage");
+    }
+}

@@ -1,0 +1,381 @@
+//! The prompt as the provider's cache sees it: a sequence of segments (the tool schemas, then
+//! each message), each with a content hash and its o200k tokens; and the request's "shape"
+//! (same system prompt + same tool set).
+//!
+//! Token accounting follows `tierwise_core::tokens`: a message costs what
+//! `count_messages(&[m]) - REPLY_PRIMING` says, a tool what `count_tools(&[t])` says.
+//!
+//! Two layouts are produced:
+//! - **as sent**: tools in the order the client sent them, then the messages in order;
+//! - **static first**: tools in a canonical order (by name), then every system/developer
+//!   message, then the rest of the conversation in order — what tierwise's shaping would send.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tierwise_core::config::ToolMode;
+use tierwise_core::request::RequestView;
+use tierwise_core::tokens;
+use tierwise_tools::{Policy as ToolPolicy, ToolIndex};
+use xxhash_rust::xxh3::Xxh3;
+
+/// The provider caches prompts of at least this many tokens …
+pub const CACHE_MIN_TOKENS: u32 = 1024;
+/// … in steps of this many tokens.
+pub const CACHE_STEP_TOKENS: u32 = 128;
+
+/// A prefix of the prompt ending at a segment boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    /// Hash of every segment up to here (chained).
+    pub hash: u64,
+    /// Tokens up to here.
+    pub tokens: u32,
+}
+
+/// What the cache simulator and the shape table need from one request.
+#[derive(Debug, Clone, Default)]
+pub struct PromptFacts {
+    /// Cacheable prefixes (≥ [`CACHE_MIN_TOKENS`]) of the prompt as sent, shortest first.
+    pub as_sent: Vec<Prefix>,
+    /// Cacheable prefixes with static content first, shortest first.
+    pub static_first: Vec<Prefix>,
+    /// Tokens of the tool schemas.
+    pub tool_tokens: u32,
+    /// Tool-schema tokens the tool-search rule would not send.
+    pub tool_search_removed: u32,
+    /// Same system prompt(s) + same tool set → same key. 0: neither.
+    pub shape: u64,
+}
+
+/// Streaming hash of a JSON value (key order as written; no allocation).
+pub fn hash_value(v: &Value, h: &mut Xxh3) {
+    match v {
+        Value::Null => h.update(b"n"),
+        Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
+        Value::Number(n) => {
+            h.update(b"#");
+            if let Some(i) = n.as_i64() {
+                h.update(&i.to_le_bytes());
+            } else if let Some(u) = n.as_u64() {
+                h.update(&u.to_le_bytes());
+            } else if let Some(f) = n.as_f64() {
+                h.update(&f.to_bits().to_le_bytes());
+            }
+        }
+        Value::String(s) => {
+            h.update(b"s");
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+        Value::Array(a) => {
+            h.update(b"[");
+            for x in a {
+                hash_value(x, h);
+            }
+            h.update(b"]");
+        }
+        Value::Object(o) => {
+            h.update(b"{");
+            for (k, x) in o {
+                h.update(&(k.len() as u64).to_le_bytes());
+                h.update(k.as_bytes());
+                hash_value(x, h);
+            }
+            h.update(b"}");
+        }
+    }
+}
+
+fn hash_of(v: &Value) -> u64 {
+    let mut h = Xxh3::new();
+    hash_value(v, &mut h);
+    h.digest()
+}
+
+fn chain(prev: u64, next: u64) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(&prev.to_le_bytes());
+    h.update(&next.to_le_bytes());
+    h.digest()
+}
+
+fn tool_name(t: &Value) -> &str {
+    t.pointer("/function/name")
+        .or_else(|| t.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Per-worker memo: tool schema tokens by content hash, and tool indexes by tool-set hash
+/// (tool sets repeat across calls, so each is indexed once).
+#[derive(Default)]
+pub struct ToolMemo {
+    tokens: HashMap<u64, u32>,
+    indexes: HashMap<u64, Arc<ToolIndex>>,
+}
+
+impl std::fmt::Debug for ToolMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolMemo")
+            .field("tokens", &self.tokens.len())
+            .field("indexes", &self.indexes.len())
+            .finish()
+    }
+}
+
+impl ToolMemo {
+    const TOKENS_CAP: usize = 1 << 16;
+    const INDEX_CAP: usize = 256;
+
+    fn tokens(&mut self, hash: u64, tool: &Value) -> u32 {
+        if let Some(&n) = self.tokens.get(&hash) {
+            return n;
+        }
+        let n = tokens::count_tools(std::slice::from_ref(tool)) as u32;
+        if self.tokens.len() >= Self::TOKENS_CAP {
+            self.tokens.clear();
+        }
+        self.tokens.insert(hash, n);
+        n
+    }
+
+    fn index(&mut self, set_hash: u64, tools: &[Value]) -> Arc<ToolIndex> {
+        if let Some(i) = self.indexes.get(&set_hash) {
+            return i.clone();
+        }
+        let i = Arc::new(ToolIndex::build(tools));
+        if self.indexes.len() >= Self::INDEX_CAP {
+            self.indexes.clear();
+        }
+        self.indexes.insert(set_hash, i.clone());
+        i
+    }
+}
+
+/// Tool-schema tokens tool search would not send: `tierwise_tools::select` — the selection
+/// the gateway applies (tools named by `tool_choice`, already called, pinned, and the `top_k`
+/// most relevant to the conversation; nothing when the request has at most `threshold` tools).
+pub fn tool_search_removed(
+    view: &RequestView,
+    set_hash: u64,
+    memo: &mut ToolMemo,
+    policy: &ToolPolicy,
+) -> u32 {
+    if view.tools.len() <= policy.threshold || policy.mode == ToolMode::Off {
+        return 0;
+    }
+    let index = memo.index(set_hash, &view.tools);
+    let s = tierwise_tools::select(&index, view, policy);
+    s.tokens_offered.saturating_sub(s.tokens_sent) as u32
+}
+
+fn message_tokens(m: &Value) -> u32 {
+    tokens::count_messages(std::slice::from_ref(m)).saturating_sub(tokens::REPLY_PRIMING) as u32
+}
+
+fn is_static_role(m: &Value) -> bool {
+    matches!(
+        m.get("role").and_then(Value::as_str),
+        Some("system" | "developer")
+    )
+}
+
+fn push_prefixes(segments: &[(u64, u32)], out: &mut Vec<Prefix>) {
+    let mut h = 0u64;
+    let mut t = 0u32;
+    for &(sh, st) in segments {
+        h = chain(h, sh);
+        t = t.saturating_add(st);
+        if t >= CACHE_MIN_TOKENS {
+            out.push(Prefix { hash: h, tokens: t });
+        }
+    }
+}
+
+/// Segments, prefixes, shape and tool-search removal of one request.
+pub fn facts(view: &RequestView, memo: &mut ToolMemo, policy: &ToolPolicy) -> PromptFacts {
+    let tools: Vec<(u64, &Value)> = view.tools.iter().map(|t| (hash_of(t), t)).collect();
+    let tool_tokens: u32 = tools.iter().map(|(h, t)| memo.tokens(*h, t)).sum();
+    let set_hash = {
+        let mut h = Xxh3::new();
+        for (th, _) in &tools {
+            h.update(&th.to_le_bytes());
+        }
+        h.digest()
+    };
+    let messages: Vec<(u64, u32, bool)> = view
+        .messages
+        .iter()
+        .map(|m| (hash_of(m), message_tokens(m), is_static_role(m)))
+        .collect();
+
+    let total: u32 = tool_tokens + messages.iter().map(|m| m.1).sum::<u32>();
+    let mut as_sent = Vec::new();
+    let mut static_first = Vec::new();
+    if total >= CACHE_MIN_TOKENS {
+        let mut seg: Vec<(u64, u32)> = Vec::with_capacity(messages.len() + 1);
+        if !tools.is_empty() {
+            seg.push((set_hash, tool_tokens));
+        }
+        seg.extend(messages.iter().map(|&(h, t, _)| (h, t)));
+        push_prefixes(&seg, &mut as_sent);
+
+        seg.clear();
+        if !tools.is_empty() {
+            let mut order: Vec<(&str, u64)> =
+                tools.iter().map(|(h, t)| (tool_name(t), *h)).collect();
+            order.sort_unstable();
+            let mut h = Xxh3::new();
+            for (_, th) in &order {
+                h.update(&th.to_le_bytes());
+            }
+            seg.push((h.digest(), tool_tokens));
+        }
+        seg.extend(messages.iter().filter(|m| m.2).map(|&(h, t, _)| (h, t)));
+        seg.extend(messages.iter().filter(|m| !m.2).map(|&(h, t, _)| (h, t)));
+        push_prefixes(&seg, &mut static_first);
+    }
+
+    // Shape: the system prompt(s) and the tool set (order-insensitive).
+    let mut shape = 0u64;
+    let has_system = messages.iter().any(|m| m.2);
+    if has_system || !tools.is_empty() {
+        let mut h = Xxh3::new();
+        for m in messages.iter().filter(|m| m.2) {
+            h.update(&m.0.to_le_bytes());
+        }
+        let mut th: Vec<u64> = tools.iter().map(|(h, _)| *h).collect();
+        th.sort_unstable();
+        h.update(b"|tools|");
+        for x in th {
+            h.update(&x.to_le_bytes());
+        }
+        shape = h.digest().max(1);
+    }
+
+    PromptFacts {
+        as_sent,
+        static_first,
+        tool_tokens,
+        tool_search_removed: tool_search_removed(view, set_hash, memo, policy),
+        shape,
+    }
+}
+
+/// A short label of a shape: the opening of the system prompt and the tool count.
+pub fn shape_label(view: &RequestView) -> String {
+    let sys = view
+        .turns
+        .iter()
+        .find(|t| t.role == "system" || t.role == "developer")
+        .map(|t| t.text.as_str());
+    let mut label = match sys {
+        Some(s) => {
+            let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut cut: String = one_line.chars().take(72).collect();
+            if cut.len() < one_line.len() {
+                cut.push('…');
+            }
+            format!("system: {cut}")
+        }
+        None => "(no system prompt)".to_string(),
+    };
+    if !view.tools.is_empty() {
+        label.push_str(&format!(" + {} tools", view.tools.len()));
+    }
+    label
+}
+
+/// Tokens the provider would read from cache for a matched prefix of `matched` tokens in a
+/// prompt of `input` tokens: 0 below [`CACHE_MIN_TOKENS`], else whole 128-token steps.
+pub fn cached_for_match(matched: u32, input: u64) -> u64 {
+    if matched < CACHE_MIN_TOKENS || input < u64::from(CACHE_MIN_TOKENS) {
+        return 0;
+    }
+    let steps = u64::from(matched / CACHE_STEP_TOKENS * CACHE_STEP_TOKENS);
+    steps.min(input)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(threshold: usize, top_k: usize) -> ToolPolicy {
+        ToolPolicy {
+            mode: ToolMode::Prune,
+            threshold,
+            top_k,
+            pinned: vec![],
+            method: tierwise_tools::Method::Lexical,
+        }
+    }
+
+    fn tool(name: &str, desc: &str) -> Value {
+        json!({"type": "function", "function": {"name": name, "description": desc}})
+    }
+
+    #[test]
+    fn cache_steps() {
+        assert_eq!(cached_for_match(1023, 5000), 0);
+        assert_eq!(cached_for_match(1024, 5000), 1024);
+        assert_eq!(cached_for_match(1151, 5000), 1024);
+        assert_eq!(cached_for_match(1152, 5000), 1152);
+        assert_eq!(cached_for_match(2000, 1500), 1500);
+    }
+
+    #[test]
+    fn static_first_moves_system_and_sorts_tools() {
+        let long = "policy ".repeat(1200);
+        let a = RequestView::chat(&json!({"model": "m",
+            "tools": [tool("b", "x"), tool("a", "y")],
+            "messages": [{"role": "user", "content": "ctx 1"}, {"role": "system", "content": long}]}))
+        .unwrap();
+        let b = RequestView::chat(&json!({"model": "m",
+            "tools": [tool("a", "y"), tool("b", "x")],
+            "messages": [{"role": "user", "content": "ctx 2"}, {"role": "system", "content": long}]}))
+        .unwrap();
+        let mut memo = ToolMemo::default();
+        let fa = facts(&a, &mut memo, &policy(2, 1));
+        let fb = facts(&b, &mut memo, &policy(2, 1));
+        // As sent: different tool order and a different first message: no common prefix.
+        assert!(
+            fa.as_sent
+                .iter()
+                .all(|p| fb.as_sent.iter().all(|q| q.hash != p.hash))
+        );
+        // Static first: tools sorted, then the system prompt: a shared ≥1024-token prefix.
+        assert_eq!(fa.static_first[0].hash, fb.static_first[0].hash);
+        assert!(fa.static_first[0].tokens >= CACHE_MIN_TOKENS);
+        assert_eq!(fa.shape, fb.shape);
+        assert_ne!(fa.shape, 0);
+    }
+
+    #[test]
+    fn tool_search_uses_the_selection() {
+        let tools = vec![
+            tool("get_weather", "Current weather for a city"),
+            tool("send_email", "Send an email to a recipient"),
+            tool("book_flight", "Book a flight between two airports"),
+            tool("convert_currency", "Convert an amount between currencies"),
+        ];
+        let v = RequestView::chat(&json!({"model": "m", "tools": tools,
+            "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}))
+        .unwrap();
+        let mut memo = ToolMemo::default();
+        let each: Vec<u32> = tools
+            .iter()
+            .map(|t| tokens::count_tools(std::slice::from_ref(t)) as u32)
+            .collect();
+        // 4 tools > threshold 2, top_k 1: only get_weather is kept
+        let f = facts(&v, &mut memo, &policy(2, 1));
+        assert_eq!(f.tool_tokens, each.iter().sum::<u32>());
+        assert_eq!(f.tool_search_removed, each[1] + each[2] + each[3]);
+        // at or under the threshold nothing is removed
+        let f = facts(&v, &mut memo, &policy(4, 1));
+        assert_eq!(f.tool_search_removed, 0);
+    }
+}
