@@ -1,6 +1,89 @@
+//! `tierwise serve [--config FILE] [--listen ADDR:PORT]`: the gateway.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tierwise_gateway::Gateway;
+use tierwise_gateway::shape::PassThrough;
+use tokio::net::TcpListener;
+
 use crate::cli::ServeArgs;
 use crate::output::Status;
 
-pub fn run(_args: ServeArgs) -> anyhow::Result<Status> {
-    anyhow::bail!("`tierwise serve` is not built yet (issue 2)")
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(crate::output::color())
+        .try_init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests, flushing the request log");
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<Status> {
+    init_tracing();
+    let mut config = super::load_config(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let policy = super::policy(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tierwise")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        if config.upstream.api_key.is_none() {
+            tracing::warn!(
+                "no upstream API key configured (upstream.api_key / OPENAI_API_KEY): \
+                 each client's own Authorization header is forwarded"
+            );
+        }
+        let upstream = config.upstream.base_url.clone();
+        let log = config.log.path.display().to_string();
+        let gateway = Gateway::with_parts(config, policy, Arc::new(PassThrough))
+            .context("cannot start the gateway")?;
+        tracing::info!(
+            %upstream,
+            request_log = %log,
+            "tierwise gateway listening on http://{addr}/v1"
+        );
+        let report = gateway.serve(listener, shutdown_signal()).await?;
+        tracing::info!(
+            rows_written = report.log.written,
+            rows_failed = report.log.failed,
+            "stopped; request log flushed"
+        );
+        Ok(Status::Success)
+    })
 }
