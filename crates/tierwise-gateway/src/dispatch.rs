@@ -5,7 +5,8 @@
 //! each candidate gets `1 + upstream.max_retries` attempts on retryable failures (backoff with
 //! jitter, or the provider's `retry-after-ms` / `retry-after` when it sends one), then the next
 //! candidate up the ladder. A non-retryable failure (a 4xx caused by the request, an exhausted
-//! quota) ends the walk at once: another tier would fail the same way.
+//! quota) ends the walk at once: another tier would fail the same way. So does an upstream that
+//! cannot be reached once its retries are spent (all tiers share one base URL).
 //!
 //! Branching is on [`UpstreamError::retry`], never on message text.
 
@@ -198,6 +199,11 @@ async fn walk(
                 return Err(err);
             }
             if attempt >= max_retries {
+                if matches!(err.kind, UpstreamErrorKind::Connect(_)) {
+                    // Every tier lives behind the same base URL: if it cannot be reached,
+                    // another model there cannot either.
+                    return Err(err);
+                }
                 last_err = Some(err);
                 break;
             }

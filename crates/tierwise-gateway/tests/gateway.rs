@@ -569,13 +569,20 @@ async fn unreachable_upstream_is_a_502() {
             base_url: Some(url),
             ..Setup::default()
         }
-        .edit("max_retries = 2", "max_retries = 0"),
+        .edit("max_retries = 2", "max_retries = 1"),
     )
     .await;
     let r = h.chat(&user("nano", "hi")).await;
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "upstream_unreachable");
+    // Retried, but no fallback: every tier is behind the same unreachable base URL.
+    let rows = h.rows().await;
+    assert_eq!(
+        (rows[0].attempts, rows[0].tiers_tried.clone()),
+        (2, vec!["nano".to_string()])
+    );
+    assert_eq!(rows[0].status, 502);
 }
 
 #[tokio::test]
