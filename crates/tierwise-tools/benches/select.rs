@@ -59,10 +59,12 @@ fn requests() -> Vec<RequestView> {
 
 fn bench(c: &mut Criterion) {
     tierwise_tools::warm_up();
-    let big = catalog(5000);
-    c.bench_function("index build, 5000 tools", |b| {
-        b.iter(|| ToolIndex::build(black_box(&big)))
-    });
+    for n in [500, 5000] {
+        let tools = catalog(n);
+        c.bench_function(&format!("index build, {n} tools"), |b| {
+            b.iter(|| ToolIndex::build(black_box(&tools)))
+        });
+    }
 
     let policy = Policy {
         mode: ToolMode::Prune,
