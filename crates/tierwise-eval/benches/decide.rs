@@ -82,6 +82,24 @@ fn bench(c: &mut Criterion) {
         router.model().features.label()
     );
     let tiers = tiers();
+    // percentiles of single decisions (criterion reports means)
+    let pct = |name: &str, f: &dyn Fn() -> Vec<f64>| {
+        let mut t: Vec<f64> = (0..3000)
+            .map(|_| {
+                let s = std::time::Instant::now();
+                std::hint::black_box(f());
+                s.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        eprintln!(
+            "{name}: p50 {:.1} µs, p99 {:.1} µs (3000 calls)",
+            t[1500], t[2970]
+        );
+    };
+    pct("estimate/no-embed", &|| {
+        router.estimate(&view, &signals, &tiers)
+    });
     let mut g = c.benchmark_group("learned");
     g.bench_function("estimate/no-embed", |b| {
         b.iter(|| router.estimate(&view, &signals, &tiers))
@@ -103,6 +121,7 @@ fn bench(c: &mut Criterion) {
                 .clone()
                 .with_embedder(e.name(), e.dim(), Arc::new(move |t: &str| e2.embed(t)));
         if with.model().features.embedding.is_some() {
+            pct("estimate/embed", &|| with.estimate(&view, &signals, &tiers));
             g.bench_function("estimate/embed", |b| {
                 b.iter(|| with.estimate(&view, &signals, &tiers))
             });

@@ -9,6 +9,9 @@ pub enum EditError {
     Verify,
 }
 
+/// How the comments this module writes start (so a later calibration can replace them).
+pub const CALIBRATED: &str = "# calibrated by";
+
 fn fmt_list(th: &[f64]) -> String {
     let parts: Vec<String> = th
         .iter()
@@ -66,6 +69,13 @@ pub fn set_learned_thresholds(
             match key {
                 Some(k) => {
                     out.extend(lines[h + 1..k].iter().map(|s| s.to_string()));
+                    // a comment left by an earlier calibration describes the old value
+                    if k > h + 1
+                        && lines[k - 1].trim_start().starts_with(CALIBRATED)
+                        && let Some(l) = out.last_mut()
+                    {
+                        *l = format!("# {comment}\n");
+                    }
                     // the value may span lines: up to the line holding the closing bracket
                     let mut last = k;
                     let mut depth = 0i32;
@@ -165,6 +175,12 @@ mod tests {
         let once = set_learned_thresholds(CFG, &[0.7, 0.6], "c").unwrap();
         let twice = set_learned_thresholds(&once, &[0.1, 0.2], "c").unwrap();
         assert!(twice.contains("thresholds = [0.1, 0.2]\n"));
+        let a = set_learned_thresholds(CFG, &[0.7], "calibrated by A").unwrap();
+        let b = set_learned_thresholds(&a, &[0.6], "calibrated by B").unwrap();
+        assert!(
+            b.contains("# calibrated by B\nthresholds = [0.6]\n") && !b.contains("by A"),
+            "{b}"
+        );
         assert_eq!(twice.matches("thresholds").count(), 1);
         let multi = CFG.replace(
             "weights = \"router/default.json\"  # shipped\n",

@@ -29,12 +29,14 @@ impl Reference {
 pub struct Metrics {
     /// Area under PGR vs strong-model call share, share from 0 to 1. `None` without a gap.
     pub apgr: Option<f64>,
-    /// Smallest strong-model call share that recovers 50% of the gap.
+    /// Smallest strong-model call share that recovers 50% of the gap (between two adjacent
+    /// operating points, the mix of the two is used: linear interpolation).
     pub cpt50: Option<f64>,
     pub cpt80: Option<f64>,
     /// 1 − (cost of the cheapest point with quality ≥ 95% of the strongest's) / cost of the strongest.
     pub savings_at_95: Option<f64>,
-    /// Index (in the points given) of the point that achieves `savings_at_95`.
+    /// Index (in the points given) of the swept point at or just above the 95% bar (the
+    /// saving itself interpolates towards the point before it).
     #[serde(skip)]
     pub savings_point: Option<usize>,
 }
@@ -49,13 +51,21 @@ pub fn metrics(points: &[Point], r: &Reference) -> Metrics {
                 let dx = points[i].strong_share() - points[i - 1].strong_share();
                 area += dx * (g[i] + g[i - 1]) / 2.0;
             }
+            // smallest strong share reaching PGR x: on a point, or inside a segment between
+            // two adjacent operating points (a random mix of their thresholds reaches it)
             let cpt = |x: f64| {
-                points
-                    .iter()
-                    .zip(g)
-                    .filter(|(_, g)| **g >= x - 1e-12)
-                    .map(|(p, _)| p.strong_share())
-                    .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.min(s))))
+                let mut best: Option<f64> = None;
+                let mut take = |s: f64| best = Some(best.map_or(s, |b: f64| b.min(s)));
+                for i in 0..points.len() {
+                    if g[i] >= x - 1e-12 {
+                        take(points[i].strong_share());
+                    }
+                    if i + 1 < points.len() && g[i] < x && g[i + 1] >= x {
+                        let (s0, s1) = (points[i].strong_share(), points[i + 1].strong_share());
+                        take(s0 + (x - g[i]) / (g[i + 1] - g[i]) * (s1 - s0));
+                    }
+                }
+                best
             };
             (Some(area), cpt(0.5), cpt(0.8))
         }
@@ -72,18 +82,36 @@ pub fn metrics(points: &[Point], r: &Reference) -> Metrics {
 }
 
 fn savings(points: &[Point], r: &Reference) -> (Option<f64>, Option<usize>) {
-    let bar = 0.95 * r.strong_quality - 1e-12;
-    let best = points
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.quality >= bar)
-        .min_by(|a, b| a.1.cost_usd.cmp(&b.1.cost_usd));
-    match best {
-        Some((i, p)) if r.strong_cost > Decimal::ZERO => {
-            let s = Decimal::ONE - p.cost_usd / r.strong_cost;
-            (s.to_f64(), Some(i))
+    if r.strong_cost <= Decimal::ZERO {
+        return (None, None);
+    }
+    let bar = 0.95 * r.strong_quality;
+    // cheapest cost reaching the bar: on a point, or on the segment to the next point
+    let mut best: Option<(Decimal, usize)> = None;
+    let mut take = |c: Decimal, i: usize| {
+        if best.is_none_or(|(b, _)| c < b) {
+            best = Some((c, i));
         }
-        _ => (None, None),
+    };
+    for i in 0..points.len() {
+        let p = &points[i];
+        if p.quality >= bar - 1e-12 {
+            take(p.cost_usd, i);
+        }
+        if let Some(n) = points.get(i + 1)
+            && p.quality < bar
+            && n.quality >= bar
+        {
+            let f = (bar - p.quality) / (n.quality - p.quality);
+            let fd = Decimal::from_f64_retain(f)
+                .unwrap_or(Decimal::ONE)
+                .round_dp(12);
+            take(p.cost_usd + fd * (n.cost_usd - p.cost_usd), i + 1);
+        }
+    }
+    match best {
+        Some((c, i)) => ((Decimal::ONE - c / r.strong_cost).to_f64(), Some(i)),
+        None => (None, None),
     }
 }
 
@@ -182,8 +210,10 @@ mod tests {
         let m = metrics(&pts, &r);
         // area: 0.2 * 0.5 + 0.8 * 1 = 0.9
         assert!((m.apgr.unwrap() - 0.9).abs() < 1e-9);
-        assert_eq!(m.cpt50, Some(0.2));
-        assert_eq!(m.savings_at_95, Some(0.72));
+        // PGR 0.5 halfway to the 20% point: a 50/50 mix of the first two thresholds
+        assert!((m.cpt50.unwrap() - 0.1).abs() < 1e-9);
+        // bar 0.76 is 90% of the way from (0.4, 10) to (0.8, 28): cost 26.2
+        assert!((m.savings_at_95.unwrap() - 0.738).abs() < 1e-9);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub enum Target {
     /// Share of requests sent to the top tier (at most this).
     StrongShare(f64),
     /// Mean cost per 1,000 requests, USD (at most this).
+    #[serde(rename = "budget-usd-per-1k")]
     BudgetUsdPer1k(f64),
     /// Quality as a fraction of always-top quality (at least this), e.g. 0.95.
     Quality(f64),

@@ -100,6 +100,11 @@ pub fn load_data(path: &Path, split: Option<&str>, quiet: bool) -> anyhow::Resul
     Ok(ds)
 }
 
+/// A file name without `.gz`.
+fn stem(name: &str) -> String {
+    name.strip_suffix(".gz").unwrap_or(name).to_string()
+}
+
 /// Difficulty per row (learned routers), estimates per row, fold per row (`--cv`), router info.
 type Scored = (
     Option<Vec<f64>>,
@@ -218,11 +223,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Status> {
             let files: Vec<String> = ds
                 .files
                 .iter()
-                .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .filter_map(|f| f.file_name().map(|n| stem(&n.to_string_lossy())))
                 .collect();
+            // same rows, or a file of the same name (compressed or not) of the same data set
             let seen = router.file().trained_on.iter().any(|t| {
                 t.fingerprint == fp
-                    || (t.dataset == ds.name && t.files.iter().any(|f| files.contains(f)))
+                    || (t.dataset == ds.name && t.files.iter().any(|f| files.contains(&stem(f))))
             });
             if seen {
                 notes.push(format!(

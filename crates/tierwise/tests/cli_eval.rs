@@ -1,0 +1,194 @@
+//! Whole CLI runs of `tierwise eval`, `train` and `calibrate` on the committed fixtures
+//! (small cuts of the real outcome data, see crates/tierwise-eval/fixtures/README.md).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests may unwrap"
+)]
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tierwise-eval/fixtures")
+}
+
+fn tierwise() -> Command {
+    let mut c = Command::cargo_bin("tierwise").unwrap();
+    c.current_dir(std::env::temp_dir());
+    // no embedding model: the embedding-free router (CI does not fetch it)
+    c.env("TIERWISE_EMBED_DIR", "/nonexistent-embedding-model");
+    c
+}
+
+const PAIR: &str = "Meta-Llama-3_1-8B-Instruct,gemini-1.5-pro-002";
+
+fn run_ok(c: &mut Command) -> (String, String) {
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "stderr: {err}");
+    (String::from_utf8(out.stdout).unwrap(), err)
+}
+
+#[test]
+fn eval_default_router_json_scores_and_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let scores = dir.path().join("scores.jsonl");
+    let html = dir.path().join("chart.html");
+    let data = fixtures().join("mmlu_pro");
+    let (out, err) = run_ok(
+        tierwise()
+            .args(["eval", "--data"])
+            .arg(&data)
+            .args(["--models", PAIR, "--json", "--scores"])
+            .arg(&scores)
+            .arg("--html")
+            .arg(&html),
+    );
+    // the shipped router prefers its embedding model; without it, it says so once
+    assert_eq!(err.matches("embedding-free").count(), 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = v["rows"].as_u64().unwrap();
+    assert_eq!(rows + v["skipped"].as_u64().unwrap(), 301);
+    for k in ["apgr", "cpt50", "cpt80", "savings_at_95"] {
+        assert!(v[k].is_number(), "{k}");
+    }
+    assert_eq!(v["router"]["name"], "default");
+    assert!(
+        v["router"]["trained_on_these_rows"].as_bool().unwrap(),
+        "the default router was trained on mmlu_pro"
+    );
+    assert!(
+        v["baselines"]["oracle"]["apgr"].as_f64().unwrap()
+            >= v["baselines"]["random"]["apgr"].as_f64().unwrap()
+    );
+    let lines = std::fs::read_to_string(&scores).unwrap();
+    assert_eq!(lines.lines().count() as u64, rows);
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert!(first["id"].is_string() && first["estimates"].as_array().unwrap().len() == 2);
+    assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
+}
+
+#[test]
+fn eval_bad_input_exits_2_naming_it() {
+    let data = fixtures().join("mmlu_pro");
+    let out = tierwise()
+        .args(["eval", "--data"])
+        .arg(&data)
+        .args(["--models", "Meta-Llama-3_1-8B-Instruct,no-such-model"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-model"));
+    // a router file of another format version
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../router/default.json"),
+    )
+    .unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["format_version"] = serde_json::json!(999);
+    let bad = dir.path().join("old.json");
+    std::fs::write(&bad, v.to_string()).unwrap();
+    let out = tierwise()
+        .args(["eval", "--data"])
+        .arg(&data)
+        .args(["--models", PAIR, "--router"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("format_version 999"), "{err}");
+}
+
+#[test]
+fn train_then_eval_on_another_data_set_and_cv() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = dir.path().join("r.json");
+    let (out, _) = run_ok(
+        tierwise()
+            .args(["train", "--json", "--data"])
+            .arg(fixtures().join("llmrouter"))
+            .arg("--out")
+            .arg(&router),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["data"][0]["rows"], 251);
+    let (out, _) = run_ok(
+        tierwise()
+            .args(["eval", "--json", "--data"])
+            .arg(fixtures().join("mmlu_pro"))
+            .args(["--models", PAIR, "--router"])
+            .arg(&router),
+    );
+    let e: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(e["router"]["abilities"], "positional");
+    assert_eq!(e["router"]["trained_on_these_rows"], false);
+    let (out, _) = run_ok(
+        tierwise()
+            .args(["eval", "--json", "--cv", "3", "--data"])
+            .arg(fixtures().join("mmlu_pro"))
+            .args(["--models", PAIR]),
+    );
+    let c: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(c["router"]["cv"], 3);
+    assert!(c["apgr"].is_number());
+}
+
+#[test]
+fn calibrate_writes_thresholds_and_keeps_comments() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tierwise.toml");
+    let original = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tierwise.toml"),
+    )
+    .unwrap();
+    std::fs::write(&cfg, &original).unwrap();
+    let data = fixtures().join("mmlu_pro");
+    let (out, _) = run_ok(
+        tierwise()
+            .args([
+                "calibrate",
+                "--json",
+                "--target",
+                "strong-share=0.3",
+                "--data",
+            ])
+            .arg(&data)
+            .arg("--config")
+            .arg(&cfg),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let share = v["calibration"]["share"].as_array().unwrap();
+    assert!(share.last().unwrap().as_f64().unwrap() <= 0.3);
+    let new = std::fs::read_to_string(&cfg).unwrap();
+    assert!(new.contains("thresholds = ["));
+    // every original line is still there, in order; two lines were added
+    assert_eq!(new.lines().count(), original.lines().count() + 2);
+    assert!(
+        original
+            .lines()
+            .filter(|l| l.starts_with('#'))
+            .all(|l| new.contains(l))
+    );
+    let check = tierwise()
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let bad = tierwise()
+        .args(["calibrate", "--dry-run", "--target", "speed=1", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
