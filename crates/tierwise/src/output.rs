@@ -21,8 +21,7 @@ impl From<Status> for std::process::ExitCode {
     }
 }
 
-/// Prints data to stdout.
-#[expect(clippy::print_stdout, reason = "the CLI's one output module")]
+/// Prints data to stdout (the one place that does).
 pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
@@ -66,9 +65,4 @@ pub fn progress(len: u64, quiet: bool, what: &str) -> ProgressBar {
     }
     pb.set_message(what.to_string());
     pb
-}
-
-/// Whether color may be used (NO_COLOR unset and stdout a terminal).
-pub fn color() -> bool {
-    std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
 }
