@@ -7,7 +7,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    reason = "tests, benches and examples may unwrap"
+    clippy::print_stdout,
+    reason = "a developer tool: prints its table, may unwrap"
 )]
 
 use std::path::PathBuf;

@@ -186,7 +186,7 @@ fn train_on_one_set_evaluate_on_another() {
 #[test]
 fn cross_validation_never_scores_a_row_with_its_own_fold() {
     let mm = load("mmlu_pro", None);
-    let ladder = Ladder::new(&mm, &ladder4()[..2].to_vec()).unwrap();
+    let ladder = Ladder::new(&mm, &ladder4()[..2]).unwrap();
     let spec = FeatureSpec::parse("signals,lexical", None).unwrap();
     let out = learn::cross_validate(
         &mm,
