@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::dispatch::{Candidate, Trail};
-use crate::shape::ascii_header;
+use crate::shape::{ToolShaping, ascii_header};
 
 /// Per-request state: created when the request arrives, filled by each stage (see `app.rs`).
 #[derive(Debug, Clone)]
@@ -39,6 +39,8 @@ pub struct RequestCtx {
     pub trail: Trail,
     /// Set by read, only with `log.store_bodies`.
     pub request_body: Option<String>,
+    /// Set by shape: tools (and their schema tokens) offered vs sent.
+    pub tools: ToolShaping,
 }
 
 impl RequestCtx {
@@ -55,6 +57,7 @@ impl RequestCtx {
             decision: None,
             trail: Trail::default(),
             request_body: None,
+            tools: ToolShaping::default(),
         }
     }
 
@@ -104,6 +107,10 @@ impl RequestCtx {
             h.push(("x-tierwise-tier", ascii_header(self.tier_name())));
             h.push(("x-tierwise-model", ascii_header(self.model())));
             h.push(("x-tierwise-reason", ascii_header(&self.reason())));
+        }
+        if self.tools.offered > 0 {
+            h.push(("x-tierwise-tools-offered", self.tools.offered.to_string()));
+            h.push(("x-tierwise-tools-sent", self.tools.sent.to_string()));
         }
         h
     }
@@ -235,12 +242,19 @@ pub fn finish(state: &AppState, ctx: &RequestCtx, outcome: Outcome) {
         outcome.priced.cost,
         outcome.priced.baseline,
     );
+    if ctx.tools.offered > 0 {
+        m.tools(&ctx.tools);
+    }
     tracing::debug!(
         id = %ctx.id,
         endpoint = ctx.endpoint(),
         tier = %tier,
         model = ctx.model(),
         status = outcome.status,
+        tools_offered = ctx.tools.offered,
+        tools_sent = ctx.tools.sent,
+        tool_tokens_offered = ctx.tools.tokens_offered,
+        tool_tokens_sent = ctx.tools.tokens_sent,
         ms = elapsed.as_secs_f64() * 1e3,
         "request"
     );

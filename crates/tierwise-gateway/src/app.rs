@@ -50,7 +50,8 @@ use tokio::net::TcpListener;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::proxy;
-use crate::shape::{PassThrough, ToolShaper};
+use crate::shape::ToolShaper;
+use crate::tools::ToolSearchShaper;
 use crate::upstream::UpstreamClient;
 
 /// Everything a request handler reads; shared behind an `Arc`, never mutated per request.
@@ -91,10 +92,12 @@ pub struct Gateway {
 
 impl Gateway {
     /// Opens the request log (creating it on first start) and builds the upstream client.
-    /// The policy is the config's rules; use [`Gateway::with_parts`] for a learned router.
+    /// The policy is the config's rules, the tool shaper the `[tools]` section's tool search;
+    /// use [`Gateway::with_parts`] for a learned router.
     pub fn new(config: Config) -> Result<Gateway, GatewayError> {
         let policy = Policy::from_config(&config);
-        Gateway::with_parts(config, policy, Arc::new(PassThrough))
+        let tools = Arc::new(ToolSearchShaper::from_config(&config.tools));
+        Gateway::with_parts(config, policy, tools)
     }
 
     /// A gateway with an explicit routing policy and tool shaper.

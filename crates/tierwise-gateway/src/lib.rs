@@ -9,6 +9,8 @@
 //!   signals, decide, shape, dispatch, respond.
 //! - [`shape`]: hints from `x-tierwise-*` headers, metadata stripping, the [`shape::ToolShaper`]
 //!   seam (tool pruning), stream usage and flex rewriting; ASCII-safe header text.
+//! - [`tools`]: [`tools::ToolSearchShaper`], the default tool shaper (tool search, issue 5):
+//!   prunes `tools` by the `[tools]` config, indexes cached by fingerprint.
 //! - [`dispatch`]: [`dispatch::Candidates`] (the tier, then fallbacks up the ladder) and the
 //!   sync runner (retries with backoff, fallback on retryable failures); the seam for the
 //!   cascade runner.
@@ -27,6 +29,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod shape;
 pub mod stream;
+pub mod tools;
 pub mod upstream;
 
 pub use app::{Gateway, GatewayError, ShutdownReport, serve};

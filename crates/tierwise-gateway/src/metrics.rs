@@ -16,6 +16,7 @@
 //! Costs are gauges because Prometheus counters in this exporter are integers; the exact
 //! ledger is the request log.
 
+use crate::shape::ToolShaping;
 use metrics::{Key, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use rust_decimal::Decimal;
@@ -96,6 +97,16 @@ impl Metrics {
             "Failed upstream attempts (each retry counts).".into(),
         );
         r.describe_counter(
+            "tierwise_tools_total".into(),
+            None,
+            "Tool schemas per request: offered by the client vs sent upstream.".into(),
+        );
+        r.describe_counter(
+            "tierwise_tool_schema_tokens_total".into(),
+            None,
+            "o200k tokens of tool schemas: offered by the client vs sent upstream.".into(),
+        );
+        r.describe_counter(
             "tierwise_fallbacks_total".into(),
             None,
             "Moves to the next tier after a retryable failure.".into(),
@@ -151,6 +162,25 @@ impl Metrics {
                 let key = Key::from_parts(name, labels(&[("tier", tier.to_string())]));
                 self.recorder.register_gauge(&key, &META).increment(v);
             }
+        }
+    }
+
+    /// Tool schemas and their o200k tokens, offered by the client vs sent upstream.
+    pub fn tools(&self, t: &ToolShaping) {
+        for (name, kind, n) in [
+            ("tierwise_tools_total", "offered", t.offered),
+            ("tierwise_tools_total", "sent", t.sent),
+            (
+                "tierwise_tool_schema_tokens_total",
+                "offered",
+                t.tokens_offered,
+            ),
+            ("tierwise_tool_schema_tokens_total", "sent", t.tokens_sent),
+        ] {
+            let key = Key::from_parts(name, labels(&[("kind", kind.to_string())]));
+            self.recorder
+                .register_counter(&key, &META)
+                .increment(n as u64);
         }
     }
 

@@ -121,6 +121,12 @@ async fn run(
         return Err(ApiError::Internal("request body is not an object".into()));
     };
     let mut shaped = shape(map, &view, &decision, state.tools.as_ref());
+    ctx.tools = shaped.tools;
+    if ctx.tools.offered > 0 && ctx.tools.tokens_offered == 0 && ctx.tools.removed == 0 {
+        // Nothing pruned: the schemas sent are the ones signals already counted.
+        ctx.tools.tokens_offered = signals.tool_tokens;
+        ctx.tools.tokens_sent = signals.tool_tokens;
+    }
     // 8 dispatch
     let target = Target {
         path: upstream_path(ctx.api),

@@ -55,6 +55,14 @@ pub fn strip_hint_metadata(body: &mut Map<String, Value>) {
 pub struct ToolShaping {
     /// Tool schemas removed from the request.
     pub removed: usize,
+    /// Tools the client sent (`x-tierwise-tools-offered`).
+    pub offered: usize,
+    /// Tools forwarded upstream (`x-tierwise-tools-sent`).
+    pub sent: usize,
+    /// o200k tokens of the client's tool schemas (0 when the shaper did not count them).
+    pub tokens_offered: usize,
+    /// o200k tokens of the forwarded tool schemas.
+    pub tokens_sent: usize,
 }
 
 /// The seam where a request's tools are pruned before forwarding (tool search, issue 5).
@@ -63,13 +71,22 @@ pub trait ToolShaper: Send + Sync + Debug {
     fn shape(&self, body: &mut Map<String, Value>, view: &RequestView) -> ToolShaping;
 }
 
-/// Tools pass through untouched (the shaper in use until tool search is wired in).
+/// Tools pass through untouched (counted only). The default shaper is
+/// [`crate::tools::ToolSearchShaper`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PassThrough;
 
 impl ToolShaper for PassThrough {
-    fn shape(&self, _body: &mut Map<String, Value>, _view: &RequestView) -> ToolShaping {
-        ToolShaping::default()
+    fn shape(&self, body: &mut Map<String, Value>, _view: &RequestView) -> ToolShaping {
+        let n = body
+            .get("tools")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        ToolShaping {
+            offered: n,
+            sent: n,
+            ..ToolShaping::default()
+        }
     }
 }
 

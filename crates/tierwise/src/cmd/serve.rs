@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tierwise_gateway::Gateway;
-use tierwise_gateway::shape::PassThrough;
+use tierwise_gateway::tools::ToolSearchShaper;
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
@@ -71,8 +71,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Status> {
         }
         let upstream = config.upstream.base_url.clone();
         let log = config.log.path.display().to_string();
-        let gateway = Gateway::with_parts(config, policy, Arc::new(PassThrough))
-            .context("cannot start the gateway")?;
+        let tools = Arc::new(ToolSearchShaper::from_config(&config.tools));
+        tierwise_tools::warm_up();
+        let gateway =
+            Gateway::with_parts(config, policy, tools).context("cannot start the gateway")?;
         tracing::info!(
             %upstream,
             request_log = %log,
