@@ -29,6 +29,8 @@
 //! Agreement with real labels is measured by `examples/categorizer_agreement.rs`.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use regex::Regex;
@@ -100,43 +102,43 @@ fn patterns() -> Option<&'static Patterns> {
     P.get_or_init(|| {
         Some(Patterns {
             summarize: Regex::new(
-                r"(?i)\b(summari[sz]e|summari[sz]ing|summarization|tl;?dr|recap|condense|key (points|takeaways))\b|\b(write|give|provide|create|produce|make)( me)? (a |an )?(short |brief |concise |quick |one-paragraph |executive )?(summary|overview|abstract|synopsis|digest)\b",
+                r"(?i)(?-u:\b)(summari[sz]e|summari[sz]ing|summarization|tl;?dr|recap|condense|key (points|takeaways))(?-u:\b)|(?-u:\b)(write|give|provide|create|produce|make)( me)? (a |an )?(short |brief |concise |quick |one-paragraph |executive )?(summary|overview|abstract|synopsis|digest)(?-u:\b)",
             )
             .ok()?,
             extract: Regex::new(
-                r"(?i)\b(extract\w*|pull out|parse (the|this)|named entit\w*|fill (in )?(the )?(json|fields|form|schema)|return (only )?(a |the )?(json|fields)|key[- ]value pairs|list (all|every|each) (the )?(names?|dates?|entities|people|amounts|emails?|phone numbers|addresses|products|items)|which (fields|entities))\b",
+                r"(?i)(?-u:\b)(extract\w*|pull out|parse (the|this)|named entit\w*|fill (in )?(the )?(json|fields|form|schema)|return (only )?(a |the )?(json|fields)|key[- ]value pairs|list (all|every|each) (the )?(names?|dates?|entities|people|amounts|emails?|phone numbers|addresses|products|items)|which (fields|entities))(?-u:\b)",
             )
             .ok()?,
             classify: Regex::new(
-                r"(?i)\b(classify|classif\w+|categori[sz]e|categori[sz]ation|which category|what category|label (this|the|each|it)|sentiment|is (this|it) (spam|toxic|positive|negative|neutral|relevant)|intent of|detect the intent|topic label|one of the (following )?(labels|categories|classes|topics)|answer with (only )?(yes or no|one word|the label))\b",
+                r"(?i)(?-u:\b)(classify|classif\w+|categori[sz]e|categori[sz]ation|which category|what category|label (this|the|each|it)|sentiment|is (this|it) (spam|toxic|positive|negative|neutral|relevant)|intent of|detect the intent|topic label|one of the (following )?(labels|categories|classes|topics)|answer with (only )?(yes or no|one word|the label))(?-u:\b)",
             )
             .ok()?,
             write: Regex::new(
-                r"(?i)\b((write|draft|compose|create|generate|craft)\b.{0,40}\b(email|e-mail|essay|story|poem|letter|blog|post|article|cover letter|speech|tweet|caption|description|slogan|headline|paragraph|sentences?|lyrics|bio|review|announcement|newsletter|message|reply|copy|outline)|rewrite|re-write|rephrase|paraphrase|proofread|polish (this|the)|improve the (wording|writing|style)|translate|translation)\b",
+                r"(?i)(?-u:\b)((write|draft|compose|create|generate|craft)(?-u:\b).{0,40}(?-u:\b)(email|e-mail|essay|story|poem|letter|blog|post|article|cover letter|speech|tweet|caption|description|slogan|headline|paragraph|sentences?|lyrics|bio|review|announcement|newsletter|message|reply|copy|outline)|rewrite|re-write|rephrase|paraphrase|proofread|polish (this|the)|improve the (wording|writing|style)|translate|translation)(?-u:\b)",
             )
             .ok()?,
             code_ask: Regex::new(
-                r"(?i)\b((write|implement|fix|debug|refactor|optimi[sz]e|review|explain|complete|convert)\b.{0,50}\b(code|function|script|program|class|method|query|regex|sql|api|unit tests?|python|javascript|typescript|rust|java|golang|c\+\+|c#|bash|html|css)|stack ?trace|compil(e|er|ation) error|syntax error|traceback|segfault|null pointer|in (python|javascript|typescript|rust|java|go|c\+\+|sql|bash))\b",
+                r"(?i)(?-u:\b)((write|implement|fix|debug|refactor|optimi[sz]e|review|explain|complete|convert)(?-u:\b).{0,50}(?-u:\b)(code|function|script|program|class|method|query|regex|sql|api|unit tests?|python|javascript|typescript|rust|java|golang|c\+\+|c#|bash|html|css)|stack ?trace|compil(e|er|ation) error|syntax error|traceback|segfault|null pointer|in (python|javascript|typescript|rust|java|go|c\+\+|sql|bash))(?-u:\b)",
             )
             .ok()?,
             code_role: Regex::new(
-                r"(?i)\b(coding assistant|programming assistant|software engineer|code review(er)?|senior developer|you write code|pair programmer)\b",
+                r"(?i)(?-u:\b)(coding assistant|programming assistant|software engineer|code review(er)?|senior developer|you write code|pair programmer)(?-u:\b)",
             )
             .ok()?,
             math_role: Regex::new(
-                r"(?i)\b(math(s|ematics)? (tutor|assistant|teacher)|solve (math|the problem) step by step|show your (work|reasoning))\b",
+                r"(?i)(?-u:\b)(math(s|ematics)? (tutor|assistant|teacher)|solve (math|the problem) step by step|show your (work|reasoning))(?-u:\b)",
             )
             .ok()?,
             word_problem: Regex::new(
-                r"(?i)\b(how (many|much|long|far|old|large|tall|big|fast|often|heavy)|what('s| is| was| are| were) (the|their|his|her) (total|sum|difference|product|average|mean|probability|value|ratio|percentage|price|cost|area|volume|perimeter|age|speed|distance|greater|smaller|larger|least|greatest|remainder)|calculate|compute|evaluate|simplify|percent(age)?|ratio|average|remainder|fraction(al)?|times (smaller|larger|older|younger|bigger|more|less|as)|twice|half (as|of)|per (hour|day|week|month|year|kg|pound|liter|litre|mile|minute|second)|in total)\b",
+                r"(?i)(?-u:\b)(how (many|much|long|far|old|large|tall|big|fast|often|heavy)|what('s| is| was| are| were) (the|their|his|her) (total|sum|difference|product|average|mean|probability|value|ratio|percentage|price|cost|area|volume|perimeter|age|speed|distance|greater|smaller|larger|least|greatest|remainder)|calculate|compute|evaluate|simplify|percent(age)?|ratio|average|remainder|fraction(al)?|times (smaller|larger|older|younger|bigger|more|less|as)|twice|half (as|of)|per (hour|day|week|month|year|kg|pound|liter|litre|mile|minute|second)|in total)(?-u:\b)",
             )
             .ok()?,
             number_word: Regex::new(
-                r"(?i)\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|twenty|thirty|forty|fifty|hundred|thousand|dozen|half|quarter|third|double|triple)\b",
+                r"(?i)(?-u:\b)(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|twenty|thirty|forty|fifty|hundred|thousand|dozen|half|quarter|third|double|triple)(?-u:\b)",
             )
             .ok()?,
             puzzle: Regex::new(
-                r"(?i)(\\boxed|\[asy\]|\b(puzzle|riddle|clues?|clue\(s\)|logic grid|deduce|syllogism|which of the following (must|can) be true))",
+                r"(?i)(\\boxed|\[asy\]|(?-u:\b)(puzzle|riddle|clues?|clue\(s\)|logic grid|deduce|syllogism|which of the following (must|can) be true))",
             )
             .ok()?,
             code_def: Regex::new(
@@ -145,7 +147,7 @@ fn patterns() -> Option<&'static Patterns> {
             .ok()?,
             latex: Regex::new(r"\$[^$]*(\\[a-zA-Z]+|\^|=|\d)[^$]*\$|\\\(|\\\[").ok()?,
             science: Regex::new(
-                r"(?i)\b\d+(\.\d+)?\s?(gev|mev|kev|ev|nm|μm|mol|mmol|hz|khz|mhz|kj|kpa|atm|cm3|cm\^3|ml|g/mol|m/s|km/s|kelvin|°c|°k)\b|\b(quantum|eigen\w*|hamiltonian|wavefunction|entropy|enthalpy|stoichiometr\w*|molarity|ph of|half-life|kinetic energy|momentum|wavelength|spectroscop\w*|nmr|isomer\w*|reagent|cycloaddition|synthesi[sz]\w* of|electrons?|photons?|neutrinos?|orbitals?)\b",
+                r"(?i)(?-u:\b)\d+(\.\d+)?\s?(gev|mev|kev|ev|nm|μm|mol|mmol|hz|khz|mhz|kj|kpa|atm|cm3|cm\^3|ml|g/mol|m/s|km/s|kelvin|°c|°k)(?-u:\b)|(?-u:\b)(quantum|eigen\w*|hamiltonian|wavefunction|entropy|enthalpy|stoichiometr\w*|molarity|ph of|half-life|kinetic energy|momentum|wavelength|spectroscop\w*|nmr|isomer\w*|reagent|cycloaddition|synthesi[sz]\w* of|electrons?|photons?|neutrinos?|orbitals?)(?-u:\b)",
             )
             .ok()?,
         })
@@ -198,6 +200,39 @@ fn task_in(p: &Patterns, text: &str, structured_output: bool) -> Option<&'static
     None
 }
 
+/// The task a system / developer prompt states. System prompts repeat from call to call, so
+/// the answer is remembered per thread (by a hash of the text), in bounded memory.
+fn system_task(p: &Patterns, text: &str, structured: bool) -> Option<&'static str> {
+    thread_local! {
+        static MEMO: RefCell<HashMap<(u64, bool), Option<&'static str>>> = RefCell::new(HashMap::new());
+    }
+    let compute = || {
+        if any_match(&p.code_role, text) {
+            return Some("coding");
+        }
+        if any_match(&p.math_role, text) {
+            return Some("reasoning");
+        }
+        task_in(p, text, structured)
+    };
+    if text.len() < 64 {
+        return compute();
+    }
+    let key = (xxhash_rust::xxh3::xxh3_64(text.as_bytes()), structured);
+    MEMO.with(|m| {
+        if let Some(hit) = m.borrow().get(&key) {
+            return *hit;
+        }
+        let v = compute();
+        let mut m = m.borrow_mut();
+        if m.len() >= 4096 {
+            m.clear();
+        }
+        m.insert(key, v);
+        v
+    })
+}
+
 /// Text with no natural-language task: empty, no letters, or a bare list of short items.
 fn no_language_task(text: &str) -> bool {
     let t = text.trim();
@@ -237,13 +272,7 @@ pub fn categorize(view: &RequestView, signals: &Signals, hints: &Hints) -> Cow<'
         .iter()
         .filter(|t| t.role == "system" || t.role == "developer")
     {
-        if any_match(&p.code_role, &t.text) {
-            return Cow::Borrowed("coding");
-        }
-        if any_match(&p.math_role, &t.text) {
-            return Cow::Borrowed("reasoning");
-        }
-        if let Some(task) = task_in(p, &t.text, structured) {
+        if let Some(task) = system_task(p, &t.text, structured) {
             return Cow::Borrowed(task);
         }
     }
@@ -296,6 +325,11 @@ mod tests {
         cat(
             json!({"model": "x", "messages": [{"role": "system", "content": sys}, {"role": "user", "content": text}]}),
         )
+    }
+
+    #[test]
+    fn patterns_compile() {
+        assert!(patterns().is_some());
     }
 
     #[test]

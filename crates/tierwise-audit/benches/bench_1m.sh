@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The audit on a generated 1M-call log: calls/s and peak RSS of the whole CLI.
+#   bash crates/tierwise-audit/benches/bench_1m.sh [CALLS] [OUT_DIR]
+# The log is generated from examples/workload.jsonl.gz into OUT_DIR (default /tmp); it is not
+# committed. Needs /usr/bin/time (Debian package `time`).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+calls="${1:-1000000}"
+dir="${2:-/tmp}"
+log="$dir/tierwise-bench-$calls.jsonl"
+cargo build --release --quiet -p tierwise
+if [ ! -f "$log" ]; then
+  cargo run --release --quiet -p tierwise-audit --example gen_bench_log -- --calls "$calls" --out "$log"
+fi
+echo "log: $log ($(du -h "$log" | cut -f1), $calls calls)"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg), cores: $(nproc)"
+/usr/bin/time -f "%e s wall, %U s user, %S s sys, %M KB peak RSS" \
+  ./target/release/tierwise audit "$log" --json > "$dir/tierwise-bench-report.json" 2> "$dir/tierwise-bench-time.txt"
+tail -1 "$dir/tierwise-bench-time.txt"
+wall=$(tail -1 "$dir/tierwise-bench-time.txt" | cut -d' ' -f1)
+python3 -c "print(f'{$calls / $wall:,.0f} calls/s')"
