@@ -44,6 +44,7 @@ use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 use tierwise_core::Config;
 use tierwise_router::Policy;
+use tierwise_router::cascade::Scorer;
 use tierwise_store::{LogStats, RequestLog, StoreError, WriterOptions};
 use tokio::net::TcpListener;
 
@@ -63,6 +64,9 @@ pub struct AppState {
     pub log: RequestLog,
     pub metrics: Metrics,
     pub tools: Arc<dyn ToolShaper>,
+    /// The cascade's answer scorer (`router/cascade.json` as shipped); `None` if it failed to
+    /// load, and cascade decisions are then sent like sync ones.
+    pub scorer: Option<Scorer>,
     models: Bytes,
 }
 
@@ -117,6 +121,13 @@ impl Gateway {
                 log,
                 metrics: Metrics::new(),
                 tools,
+                scorer: match Scorer::shipped() {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cascade scorer not loaded: cascade runs as sync");
+                        None
+                    }
+                },
                 models,
             }),
         })

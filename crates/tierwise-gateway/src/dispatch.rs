@@ -65,6 +65,33 @@ impl Candidates {
         Candidates { list, next: 0 }
     }
 
+    /// The cascade's candidates: the decision's tier, then every tier above it on the ladder
+    /// (a forced tier has no fallbacks, but a cascade still escalates from it).
+    pub fn cascade(decision: &Decision, catalog: &Catalog) -> Candidates {
+        let mut c = Candidates::from_decision(decision, catalog);
+        if let Some(t) = decision.tier {
+            c.list.truncate(1);
+            for i in t + 1..catalog.tiers().len() {
+                if let Some(tier) = catalog.tier(i) {
+                    c.list.push(Candidate {
+                        tier: Some(i),
+                        tier_name: tier.name.clone(),
+                        model: tier.model.clone(),
+                    });
+                }
+            }
+        }
+        c
+    }
+
+    /// Just this candidate (the cascade calls one tier at a time).
+    pub fn single(candidate: Candidate) -> Candidates {
+        Candidates {
+            list: vec![candidate],
+            next: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.list.len()
     }
@@ -124,8 +151,8 @@ pub async fn dispatch(
         DispatchMode::Sync | DispatchMode::Flex => {
             walk(state, candidates, body, target, trail).await
         }
-        // The cascade runner (a later issue) walks the same candidates but scores each answer
-        // and escalates on a weak one; until it exists a cascade decision is sent like a sync one.
+        // A cascade decision reaches here only when the cascade runner cannot take it
+        // (no scorer, or a streamed Responses call; see `proxy`): it is sent like a sync one.
         DispatchMode::Cascade => walk(state, candidates, body, target, trail).await,
         // The batch queue (a later issue) will hold deferrable calls for the provider's Batch
         // API; until then they are sent at once.
@@ -142,7 +169,7 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 }
 
 /// The sync runner: candidates in order, retries per candidate, fallback on retryable failure.
-async fn walk(
+pub(crate) async fn walk(
     state: &AppState,
     candidates: Candidates,
     body: &mut Map<String, Value>,

@@ -14,6 +14,8 @@
 //! - [`dispatch`]: [`dispatch::Candidates`] (the tier, then fallbacks up the ladder) and the
 //!   sync runner (retries with backoff, fallback on retryable failures); the seam for the
 //!   cascade runner.
+//! - [`cascade`]: the cascade runner — cheapest tier first, answer scored, escalated when weak;
+//!   `x-tierwise-attempts`; SSE rebuilt for streaming clients.
 //! - [`upstream`]: the pooled HTTP client — the only code that talks to the provider — and
 //!   [`upstream::UpstreamError`] with its source and retryability.
 //! - [`stream`]: SSE relay, chunk by chunk, reading usage on the side.
@@ -23,6 +25,7 @@
 
 pub mod account;
 pub mod app;
+pub mod cascade;
 pub mod dispatch;
 pub mod error;
 pub mod metrics;

@@ -9,14 +9,17 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use tierwise_core::config::DispatchMode;
 use tierwise_core::cost::{ServiceTier, Usage};
 use tierwise_core::request::{Api, RequestView};
 use tierwise_core::signals::{Hints, Signals};
 use tierwise_router::Decision;
+use tierwise_router::cascade::Query as CascadeQuery;
 
 use crate::account::{self, Outcome, RequestCtx, answer_text, usage_or_estimate};
 use crate::app::AppState;
-use crate::dispatch::{Dispatched, Target, dispatch};
+use crate::cascade;
+use crate::dispatch::{Candidates, Dispatched, Target, dispatch};
 use crate::error::ApiError;
 use crate::shape::{hints_from_headers, shape};
 use crate::stream;
@@ -117,6 +120,12 @@ async fn run(
     let decision = decision.map_err(ApiError::Route)?;
     ctx.decision = Some(decision.clone());
     // 7 shape
+    let cascade_query = (decision.mode == DispatchMode::Cascade
+        && state.scorer.is_some()
+        && (!view.stream || ctx.api == Api::ChatCompletions))
+        .then(|| {
+            CascadeQuery::from_body(&value).unwrap_or_else(|_| CascadeQuery::from_view(&view))
+        });
     let Value::Object(map) = value else {
         return Err(ApiError::Internal("request body is not an object".into()));
     };
@@ -133,6 +142,21 @@ async fn run(
         headers,
         stream: view.stream,
     };
+    if let (Some(query), Some(scorer)) = (&cascade_query, &state.scorer) {
+        let candidates = Candidates::cascade(&decision, &state.config.catalog);
+        return cascade::run(
+            state,
+            scorer,
+            ctx,
+            query,
+            candidates,
+            &mut shaped.body,
+            target,
+            view.stream,
+            shaped.client_wants_usage,
+        )
+        .await;
+    }
     let dispatched = dispatch(state, &decision, &mut shaped.body, target, &mut ctx.trail)
         .await
         .map_err(ApiError::Upstream)?;
