@@ -66,3 +66,8 @@ pub fn progress(len: u64, quiet: bool, what: &str) -> ProgressBar {
     pb.set_message(what.to_string());
     pb
 }
+
+/// Whether color may be used (NO_COLOR unset and stdout a terminal).
+pub fn color() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
