@@ -456,7 +456,7 @@ pub fn svg(rep: &EvalReport) -> String {
     let ch = Chart {
         w: 560.0,
         h: 380.0,
-        pad: 50.0,
+        pad: 64.0,
         x0: 0.0,
         x1: maxc * 1.05,
         y0: (minq - 0.02).max(0.0),
@@ -532,7 +532,7 @@ pub fn svg(rep: &EvalReport) -> String {
     let ch2 = Chart {
         w: 560.0,
         h: 380.0,
-        pad: 50.0,
+        pad: 64.0,
         x0: 0.0,
         x1: 1.0,
         y0: lo,
@@ -564,7 +564,12 @@ pub fn svg(rep: &EvalReport) -> String {
         false,
         &mut s,
     );
-    s.push_str(r##"<text x="60" y="40" font-size="12" fill="#e76f51">router</text><text x="60" y="56" font-size="12" fill="#2a9d8f">oracle</text><text x="60" y="72" font-size="12" fill="#999">random</text>"##);
+    let (lx, ly) = (ch2.w - ch2.pad - 70.0, ch2.h - ch2.pad - 50.0);
+    s.push_str(&format!(
+        r##"<text x="{lx}" y="{ly}" font-size="12" fill="#e76f51">router</text><text x="{lx}" y="{}" font-size="12" fill="#2a9d8f">oracle</text><text x="{lx}" y="{}" font-size="12" fill="#999">random</text>"##,
+        ly + 16.0,
+        ly + 32.0
+    ));
     s.push_str("</g></svg>");
     s
 }
