@@ -12,7 +12,7 @@ cargo build --release --quiet -p tierwise
 if [ ! -f "$log" ]; then
   cargo run --release --quiet -p tierwise-audit --example gen_bench_log -- --calls "$calls" --out "$log"
 fi
-echo "log: $log ($(du -h "$log" | cut -f1), $calls calls)"
+echo "log: $log ($(du -hL "$log" | cut -f1), $calls calls)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg), cores: $(nproc)"
 /usr/bin/time -f "%e s wall, %U s user, %S s sys, %M KB peak RSS" \
   ./target/release/tierwise audit "$log" --json > "$dir/tierwise-bench-report.json" 2> "$dir/tierwise-bench-time.txt"

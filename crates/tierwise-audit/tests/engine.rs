@@ -185,3 +185,80 @@ fn categorizer_agrees_with_labels() {
     assert_eq!(n, 50);
     assert!(ok >= 40, "agreement {ok}/{n}");
 }
+
+fn store_row(model: &str, body: Option<&str>, attempts: u32) -> tierwise_store::RequestRow {
+    tierwise_store::RequestRow {
+        id: uuid::Uuid::now_v7(),
+        time: time::OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap(),
+        endpoint: "chat.completions".into(),
+        requested_model: "auto".into(),
+        tier: "mini".into(),
+        model: model.into(),
+        reason: "rule short-plain → mini".into(),
+        category: Some("extraction".into()),
+        role: None,
+        mode: "sync".into(),
+        service_tier: "default".into(),
+        input_tokens: 1000,
+        cached_tokens: 0,
+        output_tokens: 100,
+        reasoning_tokens: 0,
+        usage_estimated: false,
+        cost_usd: None,
+        baseline_cost_usd: None,
+        latency_ms: 5.0,
+        status: 200,
+        streamed: false,
+        attempts,
+        tiers_tried: vec!["mini".into()],
+        error: None,
+        request_body: body.map(str::to_string),
+        response_body: None,
+    }
+}
+
+#[test]
+fn request_log_store() {
+    let (policy, options) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tierwise.db");
+    let log =
+        tierwise_store::RequestLog::open(&db, tierwise_store::WriterOptions::default()).unwrap();
+    // with a body (content: routing applies), without a body, and one never sent upstream
+    log.record(store_row(
+        "gpt-5.5",
+        Some(r#"{"model": "auto", "messages": [{"role": "user", "content": "Extract the date: due 3 May"}]}"#),
+        1,
+    ))
+    .unwrap();
+    log.record(store_row("gpt-5.4-mini", None, 1)).unwrap();
+    log.record(store_row("", None, 0)).unwrap();
+    log.close().unwrap();
+    let r = audit(&[InputSpec::Store(db)], &policy, &options, &mut |_, _| {}).unwrap();
+    assert_eq!(r.requests, 2);
+    assert_eq!(r.sources[0].skipped, 1);
+    // gpt-5.5: 1000×5 + 100×30 = 0.008; mini: 1000×0.75 + 100×4.5 = 0.0012
+    assert_eq!(r.spend_usd, d("0.0092"));
+    // the logged category hint is the category of both
+    assert_eq!(r.by_category.len(), 1);
+    assert_eq!(r.by_category[0].category, "extraction");
+    // category extraction → rule simple-extraction → nano (0.2 / 1.25):
+    // 1000×0.2 + 100×1.25 = 0.000325 for the call with a body; the other stays on mini
+    assert_eq!(r.what_if.after_tiering_usd, d("0.001525"));
+}
+
+#[test]
+fn unreadable_store_is_an_error() {
+    let (policy, options) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let not_db = dir.path().join("x.db");
+    std::fs::write(&not_db, b"not sqlite").unwrap();
+    let err = audit(
+        &[InputSpec::Store(not_db)],
+        &policy,
+        &options,
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("x.db"), "{err}");
+}
