@@ -13,7 +13,11 @@ fn tierwise() -> Command {
 
 fn stdout(c: &mut Command) -> String {
     let out = c.output().unwrap();
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -21,7 +25,10 @@ fn stdout(c: &mut Command) -> String {
 fn route_three_contrasting_prompts() {
     let plain = stdout(tierwise().args(["route", "What is the capital of France?"]));
     insta::assert_snapshot!("route_plain", plain);
-    let code = stdout(tierwise().args(["route", "Fix the bug:\n```python\ndef mean(xs):\n    return sum(xs) / len(xs) + 1\n```"]));
+    let code = stdout(tierwise().args([
+        "route",
+        "Fix the bug:\n```python\ndef mean(xs):\n    return sum(xs) / len(xs) + 1\n```",
+    ]));
     insta::assert_snapshot!("route_code", code);
     let hard = format!(
         "{}\nProve that for every prime p > 3, p^2 - 1 is divisible by 24. Then compute the probability that two random integers are coprime.",
@@ -33,7 +40,13 @@ fn route_three_contrasting_prompts() {
 
 #[test]
 fn route_json_and_hints() {
-    let out = stdout(tierwise().args(["route", "--json", "--role", "sub-agent", "Prove the Riemann hypothesis"]));
+    let out = stdout(tierwise().args([
+        "route",
+        "--json",
+        "--role",
+        "sub-agent",
+        "Prove the Riemann hypothesis",
+    ]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["decision"]["tier_name"], "mini");
     assert_eq!(v["decision"]["source"]["name"], "sub-agent");
@@ -47,20 +60,37 @@ fn route_json_and_hints() {
 fn route_request_file_and_bad_input() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     write!(f, r#"{{"model": "auto", "metadata": {{"category": "extraction"}}, "messages": [{{"role": "user", "content": "Extract all dates"}}]}}"#).unwrap();
-    let out = stdout(tierwise().args(["route", "--json", "--request"]).arg(f.path()));
+    let out = stdout(
+        tierwise()
+            .args(["route", "--json", "--request"])
+            .arg(f.path()),
+    );
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["decision"]["tier_name"], "nano");
 
     let mut bad = tempfile::NamedTempFile::new().unwrap();
     write!(bad, r#"{{"model": "auto"}}"#).unwrap();
-    let out = tierwise().args(["route", "--request"]).arg(bad.path()).output().unwrap();
+    let out = tierwise()
+        .args(["route", "--request"])
+        .arg(bad.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("messages") && err.lines().count() == 1, "{err}");
+    assert!(
+        err.contains("messages") && err.lines().count() == 1,
+        "{err}"
+    );
 
-    let out = tierwise().args(["route", "--request", "/nonexistent/req.json"]).output().unwrap();
+    let out = tierwise()
+        .args(["route", "--request", "/nonexistent/req.json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = tierwise().args(["route", "--tier", "huge", "x"]).output().unwrap();
+    let out = tierwise()
+        .args(["route", "--tier", "huge", "x"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("huge"));
 }
@@ -71,23 +101,39 @@ fn config_check_valid_invalid_unreadable() {
     let out = stdout(tierwise().args(["config", "check", root]));
     assert!(out.contains("valid"), "{out}");
 
-    let text = std::fs::read_to_string(root).unwrap().replacen("output = 1.25", "output = -1.25", 1);
+    let text =
+        std::fs::read_to_string(root)
+            .unwrap()
+            .replacen("output = 1.25", "output = -1.25", 1);
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(text.as_bytes()).unwrap();
-    let out = tierwise().args(["config", "check"]).arg(f.path()).output().unwrap();
+    let out = tierwise()
+        .args(["config", "check"])
+        .arg(f.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nano") && err.contains("invalid"), "{err}");
 
-    let text = std::fs::read_to_string(root).unwrap().replace("[tools]", "[tools]\ntop_kk = 3");
+    let text = std::fs::read_to_string(root)
+        .unwrap()
+        .replace("[tools]", "[tools]\ntop_kk = 3");
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(text.as_bytes()).unwrap();
-    let out = tierwise().args(["config", "check", "--json"]).arg(f.path()).output().unwrap();
+    let out = tierwise()
+        .args(["config", "check", "--json"])
+        .arg(f.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], false);
     assert!(v["error"].as_str().unwrap().contains("top_kk"));
 
-    let out = tierwise().args(["config", "check", "/nonexistent.toml"]).output().unwrap();
+    let out = tierwise()
+        .args(["config", "check", "/nonexistent.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
