@@ -1,4 +1,5 @@
 //! Whole CLI runs of `tierwise route` and `tierwise config check`, snapshotted.
+#![allow(clippy::unwrap_used, reason = "test helpers may unwrap")]
 
 use assert_cmd::Command;
 use std::io::Write;
@@ -136,4 +137,40 @@ fn config_check_valid_invalid_unreadable() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn route_with_the_learned_router() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tierwise.toml");
+    let text = std::fs::read_to_string(root)
+        .unwrap()
+        .replace("mode = \"rules\"", "mode = \"learned\"");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tierwise.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = stdout(
+        tierwise()
+            .args(["route", "--json", "--config"])
+            .arg(&cfg)
+            .arg("What is the capital of France?"),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decision"]["source"]["kind"], "learned", "{out}");
+    let e = v["decision"]["estimate"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&e), "{out}");
+    assert!(
+        v["decision"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("P(ok on")
+    );
+    // Role rules still apply before the learned router.
+    let out = stdout(
+        tierwise()
+            .args(["route", "--json", "--role", "sub-agent", "--config"])
+            .arg(&cfg)
+            .arg("Prove the Riemann hypothesis"),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decision"]["tier_name"], "mini");
 }
