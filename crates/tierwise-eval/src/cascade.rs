@@ -562,21 +562,32 @@ pub struct Summary {
     pub best_quality_rel: f64,
 }
 
-/// The cheapest point among those with the smallest strong share reaching `x` of the gap.
+/// Cost (relative to always-strongest) where the curve first recovers `x` of the gap at the
+/// CPT share `cpt`: on a point, or interpolated inside a segment (as [`metrics`] finds CPT).
 fn cost_at(points: &[Point], r: &Reference, cpt: Option<f64>, x: f64) -> Option<f64> {
     let share = cpt?;
-    let c = points
-        .iter()
-        .filter(|p| {
-            (p.strong_share() - share).abs() < 1e-12
-                && r.pgr(p.quality).is_some_and(|g| g >= x - 1e-12)
-        })
-        .map(|p| p.cost_usd)
-        .min()?;
-    (r.strong_cost > Decimal::ZERO)
-        .then(|| (c / r.strong_cost).to_f64())
-        .flatten()
-        .map(round6)
+    let strong = r.strong_cost.to_f64().filter(|c| *c > 0.0)?;
+    let g: Vec<Option<f64>> = points.iter().map(|p| r.pgr(p.quality)).collect();
+    let cost = |p: &Point| p.cost_usd.to_f64().unwrap_or(0.0);
+    let mut best: Option<f64> = None;
+    for i in 0..points.len() {
+        let Some(gi) = g[i] else { continue };
+        if gi >= x - 1e-12 && (points[i].strong_share() - share).abs() < 1e-9 {
+            best = Some(best.map_or(cost(&points[i]), |b| b.min(cost(&points[i]))));
+        }
+        if let Some(Some(gj)) = g.get(i + 1)
+            && gi < x
+            && *gj >= x
+        {
+            let t = (x - gi) / (gj - gi);
+            let (s0, s1) = (points[i].strong_share(), points[i + 1].strong_share());
+            if (s0 + t * (s1 - s0) - share).abs() < 1e-9 {
+                let c = cost(&points[i]) + t * (cost(&points[i + 1]) - cost(&points[i]));
+                best = Some(best.map_or(c, |b| b.min(c)));
+            }
+        }
+    }
+    best.map(|c| round6(c / strong))
 }
 
 pub fn summarize(policy: &str, points: &[Point], r: &Reference) -> (Summary, Metrics) {
@@ -829,6 +840,31 @@ mod tests {
             point_at(3, &rows, &[0.5, 0.7, 0.0]).cost_usd,
             Decimal::new(1 + 13, 0)
         );
+    }
+
+    #[test]
+    fn cost_at_cpt_follows_the_interpolated_cpt() {
+        let pt = |share: f64, q: f64, c: i64| Point {
+            point: 0.0,
+            quality: q,
+            cost_usd: Decimal::new(c, 0),
+            share: vec![1.0 - share, share],
+        };
+        let r = Reference {
+            weak_quality: 0.4,
+            strong_quality: 0.8,
+            weak_cost: Decimal::new(10, 0),
+            strong_cost: Decimal::new(100, 0),
+        };
+        // PGR 0 at share 0 (cost 10), PGR 1 at share 0.5 (cost 30): CPT(50%) = 0.25, cost 20
+        let (s, _) = summarize(
+            "t",
+            &[pt(0.0, 0.4, 10), pt(0.5, 0.8, 30), pt(1.0, 0.8, 100)],
+            &r,
+        );
+        assert_eq!(s.cpt50, Some(0.25));
+        assert_eq!(s.cost_rel_at_cpt50, Some(0.2));
+        assert_eq!(s.cost_rel_at_cpt80, Some(0.26));
     }
 
     #[test]

@@ -19,7 +19,8 @@ pub enum Gate {
     /// `finish_reason: length` (or Responses `incomplete`): cut off.
     Truncated,
     ContentFilter,
-    /// The API's `refusal` field is set.
+    /// The API's `refusal` field is set, or a short answer opens with a refusal ("I'm sorry,
+    /// but I can't help…"): a stronger tier may answer; escalating costs, it never harms.
     Refusal,
     /// JSON was requested (`response_format`) and the text does not parse.
     JsonInvalid,
@@ -183,9 +184,10 @@ fn gate_of(q: &Query, a: &Answer) -> Option<Gate> {
 
 /// Analyses one answer to `q`.
 pub fn analyse(q: &Query, a: &Answer) -> Analysed {
-    let gate = gate_of(q, a);
     let lower = a.text.to_lowercase();
     let words = text::words(&a.text, &lower);
+    let gate = gate_of(q, a)
+        .or_else(|| (words.refusal && a.tool_calls.is_empty()).then_some(Gate::Refusal));
     let mut extracted = text::extract(&a.text, &q.expect);
     if !a.tool_calls.is_empty() {
         extracted = Extracted {
@@ -302,6 +304,14 @@ mod tests {
             Some(Gate::Empty)
         );
         assert_eq!(analyse(&plain, &Answer::from_text("hello")).gate, None);
+        assert_eq!(
+            analyse(
+                &plain,
+                &Answer::from_text("I'm sorry, but I can't help with that.")
+            )
+            .gate,
+            Some(Gate::Refusal)
+        );
         let cut = Answer {
             finish_reason: Some("length".into()),
             ..Answer::from_text("hello")

@@ -2,6 +2,7 @@
 //! combined) and `tierwise train --cascade` (fit the answer scorer).
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -14,11 +15,13 @@ use tierwise_eval::learn;
 use tierwise_eval::report::{self, CurvePoint, EvalReport, RouterInfo};
 use tierwise_router::cascade::Scorer;
 use tierwise_router::cascade::model::{FitOptions, TrainedOn};
-use tierwise_router::learned::features::FeatureSpec;
+use tierwise_router::learned::features::{EmbeddingSpec, FeatureSpec};
 use tierwise_router::learned::model::EstimateForm;
 use tierwise_router::learned::train::TrainOptions;
 
-use super::eval::{DEFAULT_FEATURES, load_data, load_router};
+use super::eval::{
+    DEFAULT_FEATURES, DEFAULT_FEATURES_NO_EMBED, load_data, load_embedder, load_router,
+};
 use crate::cli::{EvalArgs, TrainArgs};
 use crate::output::{self, Status};
 
@@ -303,18 +306,33 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
 
     // the prompt-only router on the same rows
     // P(tier ok) per row and tier (what the combined policy skips on), and the router's own form
+    let embedder = load_embedder(args.embed_dir.as_deref())?.map(Arc::new);
+    let embed_fn = embedder.as_ref().map(|e| {
+        let e = Arc::clone(e);
+        move |t: &str| e.embed(t)
+    });
+    let embed_ref: Option<learn::Embed<'_>> = embed_fn.as_ref().map(|f| f as learn::Embed<'_>);
     let (quality_est, form, rinfo) = match args.cv {
         Some(k) => {
-            let list = args.features.as_deref().unwrap_or(DEFAULT_FEATURES);
+            let fallback = if embedder.is_some() {
+                DEFAULT_FEATURES
+            } else {
+                DEFAULT_FEATURES_NO_EMBED
+            };
+            let list = args.features.as_deref().unwrap_or(fallback);
+            let espec = embedder.as_ref().map(|e| EmbeddingSpec {
+                name: e.name().to_string(),
+                dim: e.dim(),
+            });
             let spec =
-                FeatureSpec::parse(list, None).map_err(|e| anyhow::anyhow!("--features: {e}"))?;
+                FeatureSpec::parse(list, espec).map_err(|e| anyhow::anyhow!("--features: {e}"))?;
             let pb = output::progress(k as u64, quiet, "cross-validating the router");
             let out = learn::cross_validate(
                 &ds,
                 ladder,
                 &spec,
                 EstimateForm::Quality,
-                None,
+                embed_ref,
                 &TrainOptions::default(),
                 k,
                 |f| pb.set_position(f as u64),
@@ -327,9 +345,25 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
             )
         }
         None => {
-            let (router, label) = load_router(args.router.as_deref(), None)?;
+            let (router, label) = load_router(args.router.as_deref(), embedder.as_ref())?;
+            if let Some(n) = router.note() {
+                notes.push(n.to_string());
+            }
+            let fp = ds.fingerprint();
+            if router
+                .file()
+                .trained_on
+                .iter()
+                .any(|t| t.fingerprint == fp || t.dataset == ds.name)
+            {
+                notes.push(format!(
+                    "the router was trained on rows of this data ({}): its numbers are in-sample, not a test",
+                    ds.name
+                ));
+            }
             let model = router.model().clone();
-            let (_, est, _) = learn::estimates(&model, EstimateForm::Quality, &ds, ladder, None);
+            let (_, est, _) =
+                learn::estimates(&model, EstimateForm::Quality, &ds, ladder, embed_ref);
             (
                 est,
                 router.file().estimate,
