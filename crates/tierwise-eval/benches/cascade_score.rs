@@ -10,7 +10,10 @@
 //!
 //! Run: `cargo bench -p tierwise-eval --bench cascade_score`.
 
-#![allow(clippy::panic, reason = "a benchmark without its fixture or scorer cannot run")]
+#![allow(
+    clippy::panic,
+    reason = "a benchmark without its fixture or scorer cannot run"
+)]
 
 use std::hint::black_box;
 use std::path::PathBuf;
