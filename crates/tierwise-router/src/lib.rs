@@ -13,6 +13,7 @@
 pub mod cascade;
 pub mod learned;
 pub mod rules;
+mod versioned;
 
 use std::sync::Arc;
 

@@ -68,24 +68,14 @@ pub enum ScorerError {
 impl ScorerFile {
     /// Parses and validates; another `format_version` or feature list is an error naming it.
     pub fn from_json(text: &str) -> Result<ScorerFile, ScorerError> {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| ScorerError::Json(e.to_string()))?;
-        let format = v.get("format").and_then(|f| f.as_str()).unwrap_or("");
-        if format != FORMAT {
-            return Err(ScorerError::Format {
-                found: format.to_string(),
-            });
-        }
-        let version = v
-            .get("format_version")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
-        if version != u64::from(FORMAT_VERSION) {
-            return Err(ScorerError::Version {
-                found: version,
+        let v = crate::versioned::parse(text, FORMAT, FORMAT_VERSION).map_err(|m| match m {
+            crate::versioned::Mismatch::Json(e) => ScorerError::Json(e),
+            crate::versioned::Mismatch::Format(found) => ScorerError::Format { found },
+            crate::versioned::Mismatch::Version(found) => ScorerError::Version {
+                found,
                 expected: FORMAT_VERSION,
-            });
-        }
+            },
+        })?;
         let f: ScorerFile =
             serde_json::from_value(v).map_err(|e| ScorerError::Invalid(e.to_string()))?;
         if f.features

@@ -79,24 +79,14 @@ pub enum LearnedError {
 impl RouterFile {
     /// Parses and validates a router file; a different `format_version` is an error naming both.
     pub fn from_json(text: &str) -> Result<RouterFile, LearnedError> {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| LearnedError::Json(e.to_string()))?;
-        let format = v.get("format").and_then(|f| f.as_str()).unwrap_or("");
-        if format != FORMAT {
-            return Err(LearnedError::Format {
-                found: format.to_string(),
-            });
-        }
-        let version = v
-            .get("format_version")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
-        if version != u64::from(FORMAT_VERSION) {
-            return Err(LearnedError::Version {
-                found: version,
+        let v = crate::versioned::parse(text, FORMAT, FORMAT_VERSION).map_err(|m| match m {
+            crate::versioned::Mismatch::Json(e) => LearnedError::Json(e),
+            crate::versioned::Mismatch::Format(found) => LearnedError::Format { found },
+            crate::versioned::Mismatch::Version(found) => LearnedError::Version {
+                found,
                 expected: FORMAT_VERSION,
-            });
-        }
+            },
+        })?;
         let file: RouterFile =
             serde_json::from_value(v).map_err(|e| LearnedError::Invalid(e.to_string()))?;
         if file.models.is_empty() {
