@@ -20,7 +20,8 @@ use tierwise_router::learned::model::EstimateForm;
 use tierwise_router::learned::train::TrainOptions;
 
 use super::eval::{
-    DEFAULT_FEATURES, DEFAULT_FEATURES_NO_EMBED, load_data, load_embedder, load_router,
+    DEFAULT_FEATURES, DEFAULT_FEATURES_NO_EMBED, describe_data, load_data, load_embedder,
+    load_router,
 };
 use crate::cli::{EvalArgs, TrainArgs};
 use crate::output::{self, Status};
@@ -432,26 +433,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
         .savings_point
         .and_then(|i| points.get(i))
         .map(|p| CurvePoint::new(p, &models));
-    rep.data = ds.name.clone();
-    rep.files = ds.files.iter().map(|f| f.display().to_string()).collect();
-    rep.malformed = ds.malformed.len();
-    rep.malformed_lines = ds.malformed.iter().take(20).cloned().collect();
-    rep.models = models
-        .iter()
-        .filter_map(|m| {
-            ds.models.get(m).map(|p| report::ModelInfo {
-                model: m.clone(),
-                input_per_mtok: p.input,
-                output_per_mtok: p.output,
-            })
-        })
-        .collect();
-    if ladder.skipped > 0 {
-        notes.push(format!(
-            "{} rows skipped: no outcome for at least one ladder model",
-            ladder.skipped
-        ));
-    }
+    describe_data(&mut rep, &ds, &models, ladder.skipped, &mut notes);
     if set.skipped_no_response > 0 {
         notes.push(format!(
             "{} rows skipped: no recorded response for a ladder model below the top",

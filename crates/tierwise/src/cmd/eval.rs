@@ -250,26 +250,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Status> {
         }
     };
     let (mut rep, _) = report::evaluate(&ladder, &estimates, info);
-    rep.data = ds.name.clone();
-    rep.files = ds.files.iter().map(|f| f.display().to_string()).collect();
-    rep.malformed = ds.malformed.len();
-    rep.malformed_lines = ds.malformed.iter().take(20).cloned().collect();
-    rep.models = models
-        .iter()
-        .filter_map(|m| {
-            ds.models.get(m).map(|p| report::ModelInfo {
-                model: m.clone(),
-                input_per_mtok: p.input,
-                output_per_mtok: p.output,
-            })
-        })
-        .collect();
-    if ladder.skipped > 0 {
-        notes.push(format!(
-            "{} rows skipped: no outcome for at least one ladder model",
-            ladder.skipped
-        ));
-    }
+    describe_data(&mut rep, &ds, &models, ladder.skipped, &mut notes);
     rep.notes.extend(notes);
     if let Some(path) = &args.scores {
         let mut out = std::io::BufWriter::new(
@@ -300,4 +281,34 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Status> {
         output::out(&report::text(&rep));
     }
     Ok(Status::Success)
+}
+
+/// Fills a report's description of the data set (files, malformed lines, ladder prices) and
+/// notes skipped rows: the same for the router and the cascade reports.
+pub fn describe_data(
+    rep: &mut report::EvalReport,
+    ds: &Dataset,
+    models: &[String],
+    skipped: usize,
+    notes: &mut Vec<String>,
+) {
+    rep.data = ds.name.clone();
+    rep.files = ds.files.iter().map(|f| f.display().to_string()).collect();
+    rep.malformed = ds.malformed.len();
+    rep.malformed_lines = ds.malformed.iter().take(20).cloned().collect();
+    rep.models = models
+        .iter()
+        .filter_map(|m| {
+            ds.models.get(m).map(|p| report::ModelInfo {
+                model: m.clone(),
+                input_per_mtok: p.input,
+                output_per_mtok: p.output,
+            })
+        })
+        .collect();
+    if skipped > 0 {
+        notes.push(format!(
+            "{skipped} rows skipped: no outcome for at least one ladder model"
+        ));
+    }
 }
