@@ -7,6 +7,7 @@
 //!   layer  DefaultBodyLimit(server.max_body_bytes)   caps what the body extractor may read
 //!   route  POST /v1/chat/completions | /v1/responses → proxy::handle
 //!          GET  /v1/models, /healthz, /metrics      → small handlers below
+//!          any other /v1/* (files, batches, embeddings …) → passthrough::handle, relayed as is
 //!          anything else → 404 / 405, OpenAI-shaped
 //!
 //! proxy::handle — one RequestCtx per request, filled stage by stage:
@@ -39,7 +40,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 use tierwise_core::Config;
@@ -50,6 +51,7 @@ use tokio::net::TcpListener;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::passthrough;
 use crate::proxy;
 use crate::shape::ToolShaper;
 use crate::tools::ToolSearchShaper;
@@ -145,6 +147,7 @@ impl Gateway {
             .route("/v1/models", get(models))
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics))
+            .route("/v1/{*rest}", any(passthrough::handle))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(self.state.config.max_body_bytes))

@@ -16,6 +16,8 @@
 //!   cascade runner.
 //! - [`cascade`]: the cascade runner — cheapest tier first, answer scored, escalated when weak;
 //!   `x-tierwise-attempts`; SSE rebuilt for streaming clients.
+//! - [`passthrough`]: every other `/v1/*` call (Files, Batches, Embeddings, …) relayed
+//!   unchanged, bodies streamed both ways.
 //! - [`upstream`]: the pooled HTTP client — the only code that talks to the provider — and
 //!   [`upstream::UpstreamError`] with its source and retryability.
 //! - [`stream`]: SSE relay, chunk by chunk, reading usage on the side.
@@ -29,6 +31,7 @@ pub mod cascade;
 pub mod dispatch;
 pub mod error;
 pub mod metrics;
+pub mod passthrough;
 pub mod proxy;
 pub mod shape;
 pub mod stream;

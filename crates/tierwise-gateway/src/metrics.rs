@@ -12,6 +12,7 @@
 //! | `tierwise_baseline_cost_usd_total` | gauge (only grows) | `tier` |
 //! | `tierwise_upstream_errors_total` | counter | `tier`, `status`, `retryable` |
 //! | `tierwise_fallbacks_total` | counter | `from`, `to` |
+//! | `tierwise_passthrough_total` | counter | `resource`, `method`, `status` |
 //!
 //! Costs are gauges because Prometheus counters in this exporter are integers; the exact
 //! ledger is the request log.
@@ -111,6 +112,11 @@ impl Metrics {
             None,
             "Moves to the next tier after a retryable failure.".into(),
         );
+        r.describe_counter(
+            "tierwise_passthrough_total".into(),
+            None,
+            "Other /v1 calls (files, batches, embeddings, …) relayed unchanged.".into(),
+        );
     }
 
     pub fn request(&self, endpoint: &str, tier: &str, status: u16, streamed: bool, secs: f64) {
@@ -200,6 +206,20 @@ impl Metrics {
         let key = Key::from_parts(
             "tierwise_fallbacks_total",
             labels(&[("from", from.to_string()), ("to", to.to_string())]),
+        );
+        self.recorder.register_counter(&key, &META).increment(1);
+    }
+
+    /// A relayed `/v1` call; `resource` is a known OpenAI resource name or `other` (client
+    /// paths never become label values, so cardinality stays bounded).
+    pub fn passthrough(&self, resource: &'static str, method: &str, status: u16) {
+        let key = Key::from_parts(
+            "tierwise_passthrough_total",
+            labels(&[
+                ("resource", resource.to_string()),
+                ("method", method.to_string()),
+                ("status", status.to_string()),
+            ]),
         );
         self.recorder.register_counter(&key, &META).increment(1);
     }

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use bytes::Bytes;
 use serde_json::Value;
 use tierwise_core::config::Upstream;
@@ -269,6 +269,56 @@ impl UpstreamClient {
         } else {
             req = req.header(header::ACCEPT, "text/event-stream");
         }
+        req = self.authorize(req, client_headers);
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(UpstreamError::from_status(status, &headers, body))
+    }
+
+    /// Sends any other request (`Files`, `Batches`, `Embeddings`, …) to `{base_url}{path_query}`
+    /// unchanged: method, body (streamed, never buffered) and the headers that describe it.
+    /// Any status the provider answers is returned as-is — a pass-through never retries or
+    /// reinterprets; only a failure to reach the provider is an [`UpstreamError`].
+    pub async fn forward(
+        &self,
+        method: Method,
+        path_query: &str,
+        client_headers: &HeaderMap,
+        body: reqwest::Body,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path_query}", self.base_url))
+            .body(body);
+        for name in [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::ACCEPT] {
+            if let Some(v) = client_headers.get(&name) {
+                req = req.header(name, v.clone());
+            }
+        }
+        if let Some(v) = client_headers.get("idempotency-key") {
+            req = req.header("idempotency-key", v.clone());
+        }
+        req = self.authorize(req, client_headers);
+        req.send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e))
+    }
+
+    /// The configured key, else the client's own `Authorization`; plus the OpenAI
+    /// organization/project/beta headers the client sent.
+    fn authorize(
+        &self,
+        mut req: reqwest::RequestBuilder,
+        client_headers: &HeaderMap,
+    ) -> reqwest::RequestBuilder {
         match (&self.auth, client_headers.get(header::AUTHORIZATION)) {
             (Some(auth), _) => req = req.header(header::AUTHORIZATION, auth.clone()),
             (None, Some(client)) => {
@@ -283,17 +333,7 @@ impl UpstreamClient {
                 req = req.header(*name, v.clone());
             }
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(&e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.unwrap_or_default();
-        Err(UpstreamError::from_status(status, &headers, body))
+        req
     }
 }
 

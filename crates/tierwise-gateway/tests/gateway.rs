@@ -445,7 +445,7 @@ async fn bad_input_gets_openai_shaped_errors() {
         .unwrap();
     assert_eq!(r.status(), 405);
     check(&r.json().await.unwrap(), Some("method_not_allowed"), None);
-    let r = h.client.get(h.url("/v1/nothing")).send().await.unwrap();
+    let r = h.client.get(h.url("/nothing")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     check(&r.json().await.unwrap(), Some("unknown_url"), None);
 
