@@ -188,6 +188,75 @@ pub fn answer(view: &RequestView, body: &Value, model: &str, id: u64) -> Answer 
     }
 }
 
+/// Words of four letters or more, lowercased (what the `toolsearch-` model matches on).
+fn long_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 4)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether a tool "fits" `words`: one of them appears in its name (split at `_`, `-`, `.`) or
+/// its description, case-insensitively.
+fn tool_fits(tool: &Value, words: &[String]) -> bool {
+    let name = tool_name(tool)
+        .unwrap_or("")
+        .to_lowercase()
+        .replace(['_', '-', '.'], " ");
+    let desc = tool
+        .pointer("/function/description")
+        .or_else(|| tool.get("description"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_lowercase();
+    let hay = long_words(&format!("{name} {desc}"));
+    words.iter().any(|w| hay.contains(w))
+}
+
+/// The answer of a `toolsearch-` model (chat): a model that looks for the tool it needs.
+/// - A function whose name starts with `tool_search` is offered and no other offered tool fits
+///   the last user message (a word of 4+ letters of it appears in the tool's name or
+///   description): it calls that function with `{"query": <last user message>}` — again after
+///   a tool result, so a search that finds nothing is repeated until the tool disappears.
+/// - A tool fits and the last message is not a tool result: it calls the first fitting tool.
+/// - Otherwise: the normal answer ([`answer`]).
+pub fn tool_search_answer(view: &RequestView, body: &Value, model: &str, id: u64) -> Answer {
+    let normal = answer(view, body, model, id);
+    let words = long_words(view.last_user_text());
+    let is_search = |t: &&Value| tool_name(t).is_some_and(|n| n.starts_with("tool_search"));
+    let search = view.tools.iter().find(is_search);
+    let fitting = view
+        .tools
+        .iter()
+        .filter(|t| !is_search(t))
+        .find(|t| tool_fits(t, &words));
+    let last_is_tool = view.turns.last().is_some_and(|t| t.role == "tool");
+    let (name, arguments) = match (search, fitting) {
+        (Some(s), None) => (
+            tool_name(s).unwrap_or("tool_search").to_string(),
+            json!({"query": view.last_user_text()}).to_string(),
+        ),
+        (_, Some(t)) if !last_is_tool => (
+            tool_name(t).unwrap_or("tool").to_string(),
+            arguments_for(tool_params(t)),
+        ),
+        _ => return normal,
+    };
+    let visible = (tokens::count(&name) + tokens::count(&arguments)) as u64;
+    Answer {
+        text: None,
+        tool_call: Some(ToolCall {
+            id: format!("call_mock_{id}"),
+            name,
+            arguments,
+        }),
+        usage: MockUsage {
+            completion: visible + normal.usage.reasoning,
+            ..normal.usage
+        },
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
@@ -226,5 +295,47 @@ mod tests {
         assert_eq!(call.name, "get_weather");
         assert_eq!(call.arguments, r#"{"city":"mock","days":1}"#);
         assert!(a.text.is_none());
+    }
+
+    #[test]
+    fn tool_search_model_searches_then_calls_the_fitting_tool() {
+        let search = json!({"type": "function", "function": {"name": "tool_search", "description": "find tools"}});
+        let other = json!({"type": "function", "function": {"name": "send_sms", "description": "Send a text"}});
+        let weather = json!({"type": "function", "function": {"name": "get_weather", "description": "Forecast"}});
+        let ask = |tools: Vec<Value>, tool_result: bool| {
+            let mut messages = vec![json!({"role": "user", "content": "weather in Paris?"})];
+            if tool_result {
+                messages.push(json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "tool_search", "arguments": "{}"}}]}));
+                messages.push(json!({"role": "tool", "tool_call_id": "c1", "content": "{}"}));
+            }
+            let body = json!({"model": "m", "messages": messages, "tools": tools});
+            let view = RequestView::chat(&body).unwrap();
+            tool_search_answer(&view, &body, "m", 3)
+        };
+        let a = ask(vec![other.clone(), search.clone()], false);
+        let call = a.tool_call.unwrap();
+        assert_eq!(call.name, "tool_search");
+        assert_eq!(
+            call.arguments,
+            json!({"query": "weather in Paris?"}).to_string()
+        );
+        // Still nothing fits after a search: it searches again.
+        assert_eq!(
+            ask(vec![other.clone(), search.clone()], true)
+                .tool_call
+                .unwrap()
+                .name,
+            "tool_search"
+        );
+        // The tool fits: it is called; after a tool result, a text answer.
+        assert_eq!(
+            ask(vec![other.clone(), weather.clone(), search.clone()], false)
+                .tool_call
+                .unwrap()
+                .name,
+            "get_weather"
+        );
+        let done = ask(vec![other, weather, search], true);
+        assert!(done.tool_call.is_none() && done.text.is_some());
     }
 }

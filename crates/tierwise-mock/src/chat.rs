@@ -41,7 +41,11 @@ pub(crate) async fn handle(State(mock): State<Mock>, headers: HeaderMap, bytes: 
         Err(e) => return request_error(&e),
     };
     let id = mock.next_id();
-    let ans = answer(&view, &body, &model, id);
+    let ans = if behavior.tool_search {
+        crate::answer::tool_search_answer(&view, &body, &model, id)
+    } else {
+        answer(&view, &body, &model, id)
+    };
     let tier = service_tier_of(&body);
     if view.stream {
         let include_usage = body
