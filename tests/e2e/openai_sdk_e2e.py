@@ -125,6 +125,15 @@ def main(base_url):
     # 7. The model list.
     ids = {m.id for m in client.models.list()}
     check("models: auto and tiers", {"auto", "gpt-5.4-nano", "gpt-5.5"} <= ids, ids)
+
+    # 8. Endpoints tierwise does not route are relayed: a Batch job via Files + Batches.
+    line = {"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "gpt-5.4-nano", "messages": messages}}
+    f = client.files.create(file=("in.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch")
+    check("files: upload relayed", f.id.startswith("file") and f.purpose == "batch", f)
+    b = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    check("batches: create relayed", b.input_file_id == f.id, b)
+    check("batches: retrieve relayed", client.batches.retrieve(b.id).id == b.id)
     print("all checks passed")
 
 
