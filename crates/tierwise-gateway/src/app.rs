@@ -82,6 +82,8 @@ pub enum GatewayError {
     Io(#[from] std::io::Error),
     #[error("request log: closing failed: {0}")]
     Close(String),
+    #[error("{0}")]
+    Scorer(String),
 }
 
 /// What `serve` reports when it returns.
@@ -113,6 +115,7 @@ impl Gateway {
         tools: Arc<dyn ToolShaper>,
     ) -> Result<Gateway, GatewayError> {
         let upstream = UpstreamClient::new(&config.upstream)?;
+        let scorer = crate::cascade::load_scorer(&config).map_err(GatewayError::Scorer)?;
         let log = RequestLog::open(&config.log.path, WriterOptions::default())?;
         let models = Bytes::from(models_json(&config).to_string());
         Ok(Gateway {
@@ -123,13 +126,7 @@ impl Gateway {
                 log,
                 metrics: Metrics::new(),
                 tools,
-                scorer: match Scorer::shipped() {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cascade scorer not loaded: cascade runs as sync");
-                        None
-                    }
-                },
+                scorer,
                 models,
             }),
         })

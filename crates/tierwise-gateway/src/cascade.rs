@@ -1,16 +1,33 @@
 //! The cascade runner (issue 6): call the cheapest candidate tier non-streaming, score its
 //! answer with the answer scorer (`tierwise_router::cascade`), and re-send the original request
-//! to the next tier when the score is below the scorer's default threshold.
+//! to the next tier when the score is not above that tier's threshold.
 //!
-//! - At most [`MAX_ATTEMPTS`] tiers; the last one tried is always accepted.
-//! - Latency budget [`LATENCY_BUDGET`]: once spent, the answer in hand is returned.
-//! - An upstream error on a cheaper tier escalates (verdict `error`); only the last tier's error
-//!   reaches the client, and only when no earlier answer exists.
-//! - Every attempt is priced; `x-tierwise-cost-usd` is their sum, and the log row's tokens are
-//!   the sum over attempts. `x-tierwise-attempts` lists `model:verdict:p`.
-//! - A client that asked to stream gets the accepted answer as ordinary SSE
-//!   `chat.completion.chunk` events (chat completions only; a streamed Responses call is sent
-//!   like a sync one).
+//! Everything is set by `[routing.cascade]` (`tierwise_core::config::Cascade`):
+//! - `ladder`: the tiers walked (from the decision's tier up); `max_attempts`: tiers tried at
+//!   most — the cheapest `max_attempts − 1` candidates, then the strongest, so the last resort
+//!   is always the top of the ladder. The last tier tried is always accepted.
+//! - `thresholds`: per tier (else `default`, else the scorer file's `default_threshold`).
+//! - `latency_budget_ms`: once an answer is in hand, a later tier is only awaited until the
+//!   budget is spent (verdict `timeout`), then the answer in hand is returned. A call abandoned
+//!   this way is not priced: its usage never arrives (the provider may still bill it).
+//! - `samples = 2`: tiers below the last are asked for `n = 2` (when the client did not set `n`);
+//!   two samples that disagree (`tierwise_router::cascade::agreement`) are a rejection (gate
+//!   `samples_disagree`); the client gets the first sample only; both are paid.
+//! - `logprobs = true`: tiers below the last are asked for `logprobs` (when the client did not
+//!   set it); they are scored, then removed from the answer the client gets.
+//! - `scorer`: the scorer file (default: the shipped one), loaded once at start
+//!   ([`load_scorer`]).
+//!
+//! An upstream error on a cheaper tier escalates (verdict `error`); only the last tier's error
+//! reaches the client, and only when no earlier answer exists. A 2xx answer that is empty or
+//! malformed (not JSON, no completion) is a rejection (p 0 and its gate), not an error; a
+//! malformed answer is never returned. Every answer received is priced;
+//! `x-tierwise-cost-usd` is their sum, the log row's tokens the sum over attempts, and
+//! `x-tierwise-attempts` lists `model:verdict:p`. `x-tierwise-tier` / `-model` name the tier
+//! whose answer is returned (also when a later tier failed or timed out after it).
+//! A client that asked to stream gets the accepted answer as ordinary SSE
+//! `chat.completion.chunk` events (chat completions only; a streamed Responses call is sent
+//! like a sync one).
 
 use std::time::{Duration, Instant};
 
@@ -19,21 +36,63 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
+use tierwise_core::Config;
+use tierwise_core::config::Cascade;
 use tierwise_core::cost::{ServiceTier, Usage};
 use tierwise_router::cascade::{
-    Analysed, Answer, Attempt, Plan, Query, Scorer, Verdict, analyse, attempts_header,
+    Analysed, Answer, Attempt, Gate, Plan, Query, SAMPLES_MIN_AGREEMENT, Score, Scorer, Verdict,
+    agreement, analyse, attempts_header,
 };
 
 use crate::account::{self, Outcome, Priced, RequestCtx, answer_text, usage_or_estimate};
 use crate::app::AppState;
-use crate::dispatch::{Candidates, Target, walk};
+use crate::dispatch::{Candidate, Candidates, Target, walk};
 use crate::error::ApiError;
 use crate::upstream::UpstreamError;
 
-/// Tiers tried at most.
-pub const MAX_ATTEMPTS: usize = 3;
-/// Wall time after which the answer in hand is returned.
-pub const LATENCY_BUDGET: Duration = Duration::from_secs(60);
+/// The scorer `[routing.cascade] scorer` names, else the shipped one. A configured file that
+/// cannot be read or parsed is an error (the gateway does not start); the shipped one failing
+/// is logged and cascade calls then run as sync ones.
+pub fn load_scorer(config: &Config) -> Result<Option<Scorer>, String> {
+    match &config.routing.cascade.scorer {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cascade scorer {}: {e}", path.display()))?;
+            Scorer::from_json(&text)
+                .map(Some)
+                .map_err(|e| format!("cascade scorer {}: {e}", path.display()))
+        }
+        None => match Scorer::shipped() {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cascade scorer not loaded: cascade runs as sync");
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// The candidates the cascade tries: those on the configured ladder (a model outside the
+/// ladder is kept), at most `max_attempts` — the cheapest `max_attempts − 1`, then the last.
+/// When the ladder leaves nothing, the decision's own candidate.
+pub fn plan_candidates(candidates: Candidates, cfg: &Cascade) -> Vec<Candidate> {
+    let all: Vec<Candidate> = candidates.collect();
+    let mut list: Vec<Candidate> = all
+        .iter()
+        .filter(|c| c.tier.is_none_or(|t| cfg.ladder.contains(&t)))
+        .cloned()
+        .collect();
+    if list.is_empty() {
+        list.extend(all.into_iter().next());
+    }
+    let max = cfg.max_attempts.max(1);
+    if list.len() > max {
+        let last = list.pop();
+        list.truncate(max - 1);
+        list.extend(last);
+    }
+    list
+}
 
 /// One answer received.
 struct Got {
@@ -42,7 +101,7 @@ struct Got {
     usage: Usage,
     estimated: bool,
     service_tier: ServiceTier,
-    model: String,
+    candidate: Candidate,
 }
 
 fn add(a: &mut Option<Decimal>, b: Option<Decimal>) {
@@ -50,6 +109,38 @@ fn add(a: &mut Option<Decimal>, b: Option<Decimal>) {
         (Some(x), Some(y)) => Some(x + y),
         _ => None,
     };
+}
+
+/// The answer of sample `i` as a one-choice completion (for scoring).
+fn sample(json: &Value, i: usize) -> Option<Value> {
+    let choice = json.get("choices")?.as_array()?.get(i)?.clone();
+    let mut one = json.clone();
+    one["choices"] = json!([choice]);
+    Some(one)
+}
+
+/// Removes what the cascade asked for and the client did not: samples beyond the first, and
+/// token log-probabilities. Returns whether the body changed.
+fn strip(json: &mut Value, extra_samples: bool, logprobs: bool) -> bool {
+    let Some(choices) = json.get_mut("choices").and_then(Value::as_array_mut) else {
+        return false;
+    };
+    let mut changed = false;
+    if extra_samples && choices.len() > 1 {
+        choices.truncate(1);
+        changed = true;
+    }
+    if logprobs {
+        for c in choices.iter_mut() {
+            if let Some(l) = c.get_mut("logprobs")
+                && !l.is_null()
+            {
+                *l = Value::Null;
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// Runs the cascade and builds the client's response (accounted inside).
@@ -68,18 +159,27 @@ pub async fn run(
     client_stream: bool,
     client_wants_usage: bool,
 ) -> Result<Response, ApiError> {
+    let cfg = &state.config.routing.cascade;
     body.remove("stream");
     body.remove("stream_options");
     let target = Target {
         stream: false,
         ..target
     };
-    let list: Vec<_> = candidates.take(MAX_ATTEMPTS).collect();
+    let list = plan_candidates(candidates, cfg);
     let n = list.len();
-    let plan = Plan::uniform(scorer.default_threshold(), n);
+    let plan = Plan::per_tier(
+        list.iter()
+            .map(|c| cfg.threshold(c.tier, scorer.default_threshold()))
+            .collect(),
+    );
+    let ask_samples = cfg.samples >= 2 && !body.contains_key("n");
+    let ask_logprobs = (cfg.logprobs || scorer.uses_logprobs()) && !body.contains_key("logprobs");
+    let budget = Duration::from_millis(cfg.latency_budget_ms);
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut previous: Vec<Analysed> = Vec::new();
-    let mut best: Option<Got> = None;
+    // The answer to return and its index in `attempts`.
+    let mut best: Option<(Got, usize)> = None;
     let mut usage = Usage::default();
     let mut priced = Priced {
         cost: Some(Decimal::ZERO),
@@ -88,21 +188,57 @@ pub async fn run(
     let mut last_err: Option<UpstreamError> = None;
     let started = Instant::now();
     for (i, candidate) in list.into_iter().enumerate() {
+        let cheap = i + 1 < n;
+        let samples = cheap && ask_samples;
+        let logprobs = cheap && ask_logprobs;
+        if samples {
+            body.insert("n".into(), json!(2));
+        } else if ask_samples {
+            body.remove("n");
+        }
+        if logprobs {
+            body.insert("logprobs".into(), json!(true));
+        } else if ask_logprobs {
+            body.remove("logprobs");
+        }
         let model = candidate.model.clone();
-        let got = match walk(
-            state,
-            Candidates::single(candidate),
-            body,
-            target,
-            &mut ctx.trail,
-        )
-        .await
-        {
-            Ok(d) => read(state, ctx, d.response, model.clone()).await,
-            Err(e) => Err(e),
+        let call = async {
+            match walk(
+                state,
+                Candidates::single(candidate.clone()),
+                body,
+                target,
+                &mut ctx.trail,
+            )
+            .await
+            {
+                Ok(d) => read(state, d.response, candidate.clone()).await,
+                Err(e) => Err(e),
+            }
         };
-        let got = match got {
-            Ok(g) => g,
+        let got = if best.is_some() {
+            let remaining = budget.saturating_sub(started.elapsed());
+            match tokio::time::timeout(remaining, call).await {
+                Ok(r) => r,
+                Err(_) => {
+                    attempts.push(Attempt {
+                        model,
+                        verdict: Verdict::Timeout,
+                        p: None,
+                        gate: None,
+                    });
+                    break;
+                }
+            }
+        } else {
+            call.await
+        };
+        let mut got = match got {
+            Ok(mut g) => {
+                let reported = g.json.get("usage").and_then(Usage::from_openai);
+                (g.usage, g.estimated) = usage_or_estimate(reported, ctx, &answer_text(&g.json));
+                g
+            }
             Err(e) => {
                 attempts.push(Attempt {
                     model,
@@ -111,13 +247,13 @@ pub async fn run(
                     gate: None,
                 });
                 last_err = Some(e);
-                if started.elapsed() > LATENCY_BUDGET && best.is_some() {
+                if started.elapsed() > budget && best.is_some() {
                     break;
                 }
                 continue;
             }
         };
-        let p = account::price(state, &got.model, &got.usage, got.service_tier);
+        let p = account::price(state, &got.candidate.model, &got.usage, got.service_tier);
         add(&mut priced.cost, p.cost);
         add(&mut priced.baseline, p.baseline);
         usage.input_tokens += got.usage.input_tokens;
@@ -126,10 +262,24 @@ pub async fn run(
         usage.reasoning_tokens += got.usage.reasoning_tokens;
         let analysed = analyse(query, &Answer::from_response(&got.json));
         let refs: Vec<&Analysed> = previous.iter().collect();
-        let score = scorer.score(query, &analysed, &refs);
-        let accept = plan.accept(i, n, &score) || started.elapsed() > LATENCY_BUDGET;
+        let mut score = scorer.score(query, &analysed, &refs);
+        if samples
+            && score.gate.is_none()
+            && let Some(second) = sample(&got.json, 1)
+        {
+            let other = analyse(query, &Answer::from_response(&second));
+            if agreement(&analysed, &other).is_some_and(|a| a < SAMPLES_MIN_AGREEMENT) {
+                score = Score {
+                    p: 0.0,
+                    gate: Some(Gate::SamplesDisagree),
+                };
+            }
+        }
+        let malformed = analysed.gate == Some(Gate::Malformed);
+        let accept =
+            !malformed && (plan.accept(i, n, &score) || (started.elapsed() > budget && cheap));
         attempts.push(Attempt {
-            model: got.model.clone(),
+            model: got.candidate.model.clone(),
             verdict: if accept {
                 Verdict::Accepted
             } else {
@@ -139,25 +289,30 @@ pub async fn run(
             gate: score.gate,
         });
         previous.push(analysed);
-        best = Some(got);
+        if malformed {
+            continue;
+        }
+        if strip(&mut got.json, samples, logprobs)
+            && let Ok(b) = serde_json::to_vec(&got.json)
+        {
+            got.bytes = b.into();
+        }
+        best = Some((got, attempts.len() - 1));
         if accept {
             break;
         }
     }
-    // Nothing accepted (the tiers after it failed): the last answer received is returned.
-    if !attempts.iter().any(|a| a.verdict == Verdict::Accepted)
-        && let Some(last) = attempts
-            .iter_mut()
-            .rev()
-            .find(|a| a.verdict != Verdict::Error)
-    {
-        last.verdict = Verdict::Accepted;
-    }
-    let header_text = attempts_header(&attempts);
-    let Some(got) = best else {
+    let Some((got, at)) = best else {
         let err = last_err.unwrap_or_else(|| UpstreamError::invalid_response("no tier answered"));
         return Err(ApiError::Upstream(err));
     };
+    // Nothing accepted (the tiers after it failed or timed out): the answer in hand is returned,
+    // and the headers name its tier.
+    if let Some(a) = attempts.get_mut(at) {
+        a.verdict = Verdict::Accepted;
+    }
+    ctx.trail.last = Some(got.candidate.clone());
+    let header_text = attempts_header(&attempts);
     let mut resp = if client_stream {
         sse(&got.json, client_wants_usage)
     } else {
@@ -208,36 +363,35 @@ pub async fn run(
     Ok(resp)
 }
 
+/// Reads a 2xx answer (usage is filled in by the caller). A body that is not a JSON object is
+/// still an answer (priced on the prompt estimate): `json` is `null`, which the scorer gates as
+/// malformed.
 async fn read(
     state: &AppState,
-    ctx: &RequestCtx,
     response: reqwest::Response,
-    model: String,
+    candidate: Candidate,
 ) -> Result<Got, UpstreamError> {
     let bytes = response
         .bytes()
         .await
         .map_err(|e| UpstreamError::from_reqwest(&e))?;
-    let json: Value = serde_json::from_slice(&bytes)
-        .ok()
-        .filter(Value::is_object)
-        .ok_or_else(|| {
+    let json: Value = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) if v.is_object() => v,
+        _ => {
             state
                 .metrics
-                .upstream_error(&model, "invalid_response", false);
-            UpstreamError::invalid_response("the answer is not a JSON object")
-        })?;
-    let reported = json.get("usage").and_then(Usage::from_openai);
-    let text = answer_text(&json);
-    let (usage, estimated) = usage_or_estimate(reported, ctx, &text);
+                .upstream_error(&candidate.model, "invalid_response", false);
+            Value::Null
+        }
+    };
     let service_tier = ServiceTier::from_response(json.get("service_tier").and_then(Value::as_str));
     Ok(Got {
         json,
         bytes,
-        usage,
-        estimated,
+        usage: Usage::default(),
+        estimated: false,
         service_tier,
-        model,
+        candidate,
     })
 }
 

@@ -13,6 +13,7 @@
 //! | `nousage-…`           | the answer carries no `usage` (also not in streams)                |
 //! | `garbage-…`           | HTTP 200 with a body that is not JSON                              |
 //! | `cut-…`               | streams: the connection drops after the first content event        |
+//! | `empty-…`             | chat: the answer's content is the empty string (usage: reasoning only) |
 //! | `toolsearch-…`        | chat: a model that searches for tools (see [`crate::answer::tool_search_answer`]) |
 //! | anything else         | a normal answer                                                    |
 
@@ -31,6 +32,7 @@ pub struct Behavior {
     pub garbage: bool,
     pub cut: bool,
     pub tool_search: bool,
+    pub empty: bool,
 }
 
 /// Splits `N-rest` into (N, rest) when the name continues with a number.
@@ -88,6 +90,9 @@ impl Behavior {
             } else if let Some(r) = rest.strip_prefix("toolsearch-") {
                 b.tool_search = true;
                 rest = r;
+            } else if let Some(r) = rest.strip_prefix("empty-") {
+                b.empty = true;
+                rest = r;
             } else {
                 return b;
             }
@@ -112,6 +117,7 @@ mod tests {
         assert_eq!(b.flaky, Some(1));
         assert!(b.gated);
         assert!(Behavior::parse("quota-429").quota);
+        assert!(Behavior::parse("empty-gpt-5.4-nano").empty);
         assert!(Behavior::parse("slow-5-toolsearch-mini").tool_search);
         assert_eq!(
             Behavior::parse("drip-mini").drip,

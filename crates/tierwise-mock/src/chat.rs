@@ -41,11 +41,16 @@ pub(crate) async fn handle(State(mock): State<Mock>, headers: HeaderMap, bytes: 
         Err(e) => return request_error(&e),
     };
     let id = mock.next_id();
-    let ans = if behavior.tool_search {
+    let mut ans = if behavior.tool_search {
         crate::answer::tool_search_answer(&view, &body, &model, id)
     } else {
         answer(&view, &body, &model, id)
     };
+    if behavior.empty {
+        ans.text = Some(String::new());
+        ans.tool_call = None;
+        ans.usage.completion = ans.usage.reasoning;
+    }
     let tier = service_tier_of(&body);
     if view.stream {
         let include_usage = body
@@ -58,7 +63,26 @@ pub(crate) async fn handle(State(mock): State<Mock>, headers: HeaderMap, bytes: 
         if behavior.gated {
             mock.wait_gate().await;
         }
-        axum::Json(completion(&ans, &model, id, tier, !behavior.no_usage)).into_response()
+        let mut out = completion(&ans, &model, id, tier, !behavior.no_usage);
+        // `n` > 1: the same (deterministic) answer n times; usage counts every choice.
+        if let Some(n) = body.get("n").and_then(Value::as_u64).filter(|&n| n > 1)
+            && let Some(first) = out.pointer("/choices/0").cloned()
+        {
+            let choices: Vec<Value> = (0..n)
+                .map(|i| {
+                    let mut c = first.clone();
+                    c["index"] = json!(i);
+                    c
+                })
+                .collect();
+            out["choices"] = json!(choices);
+            if let Some(u) = out.get_mut("usage") {
+                let extra = ans.usage.completion * (n - 1);
+                u["completion_tokens"] = json!(ans.usage.completion + extra);
+                u["total_tokens"] = json!(ans.usage.prompt + ans.usage.completion + extra);
+            }
+        }
+        axum::Json(out).into_response()
     }
 }
 

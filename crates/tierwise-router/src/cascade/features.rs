@@ -32,6 +32,8 @@ pub enum Gate {
     ToolArgsInvalid,
     /// `tool_choice` required a call and none was made.
     ToolMissing,
+    /// Two samples of the same tier disagree (`routing.cascade.samples = 2`).
+    SamplesDisagree,
 }
 
 impl Gate {
@@ -47,6 +49,7 @@ impl Gate {
             Gate::ToolUnknown => "tool_unknown",
             Gate::ToolArgsInvalid => "tool_args_invalid",
             Gate::ToolMissing => "tool_missing",
+            Gate::SamplesDisagree => "samples_disagree",
         }
     }
 }

@@ -115,6 +115,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// One threshold per tier tried, cheapest first.
+    pub fn per_tier(thresholds: Vec<f64>) -> Plan {
+        Plan { thresholds }
+    }
+
     /// The same threshold for every tier.
     pub fn uniform(threshold: f64, tiers: usize) -> Plan {
         Plan {
@@ -132,6 +137,30 @@ impl Plan {
     }
 }
 
+/// Two samples of the same tier agree (`routing.cascade.samples = 2`) when this is at least
+/// [`SAMPLES_MIN_AGREEMENT`]; disagreeing samples are a rejection (gate `samples_disagree`).
+///
+/// Self-consistency: when a model gives two different final answers to the same question, at
+/// most one is right, so the answer is escalated. The cut-off 0.5 is not fitted (the shared data
+/// holds one response per model, so two-sample agreement cannot be measured offline): for final
+/// answers (letter, number, JSON, tool call) agreement is 0 or 1, so any cut in (0, 1] means
+/// "same final answer"; for free text it is the word-bag Jaccard similarity, where 0.5 asks that
+/// the two samples share half their distinct words.
+pub const SAMPLES_MIN_AGREEMENT: f64 = 0.5;
+
+/// Agreement of two answers to the same query in [0, 1]: 1/0 when both state a comparable final
+/// answer (same / different), else the Jaccard similarity of their word bags (normalized
+/// tokens); `None` when either was gated (empty, cut off, refused, malformed…).
+pub fn agreement(a: &Analysed, b: &Analysed) -> Option<f64> {
+    if a.gate.is_some() || b.gate.is_some() {
+        return None;
+    }
+    match (&a.extracted.last, &b.extracted.last) {
+        (Some(x), Some(y)) => Some(if x.same(y) { 1.0 } else { 0.0 }),
+        _ => Some(text::jaccard(&a.words.bag, &b.words.bag)),
+    }
+}
+
 /// What happened to one attempt (for logs and `x-tierwise-attempts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -140,8 +169,10 @@ pub enum Verdict {
     Accepted,
     /// Scored below the threshold (or gated): escalated.
     Rejected,
-    /// The upstream call failed: escalated without a score.
+    /// The upstream call failed (or its 2xx body was not JSON): escalated without a score.
     Error,
+    /// The latency budget ran out while this tier was answering: the answer in hand was kept.
+    Timeout,
 }
 
 impl Verdict {
@@ -150,6 +181,7 @@ impl Verdict {
             Verdict::Accepted => "accepted",
             Verdict::Rejected => "rejected",
             Verdict::Error => "error",
+            Verdict::Timeout => "timeout",
         }
     }
 }
@@ -215,6 +247,35 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn two_sample_agreement() {
+        let q = Query::from_body(
+            &json!({"model": "m", "messages": [{"role": "user", "content":
+            "Tom has 3 apples and buys 4 more. How many apples does he have?"}]}),
+        )
+        .unwrap();
+        let a = |t: &str| analyse(&q, &Answer::from_text(t));
+        let seven = a("3 + 4 = 7. The answer is 7.");
+        let seven_again = a("He has 3 and gets 4, so #### 7");
+        let eight = a("3 + 4 = 8. The answer is 8.");
+        assert_eq!(agreement(&seven, &seven_again), Some(1.0));
+        assert_eq!(agreement(&seven, &eight), Some(0.0));
+        assert_eq!(agreement(&seven, &a("")), None, "a gated sample");
+        let chat = Query::from_body(
+            &json!({"model": "m", "messages": [{"role": "user", "content":
+            "Write one sentence about the sea."}]}),
+        )
+        .unwrap();
+        let b = |t: &str| analyse(&chat, &Answer::from_text(t));
+        let s1 = b("The sea is vast, blue and full of quiet life.");
+        let s2 = b("The sea is vast and blue, full of life and quiet.");
+        let s3 = b("Mountains rise above clouds where eagles nest.");
+        let same = agreement(&s1, &s2).unwrap();
+        let other = agreement(&s1, &s3).unwrap();
+        assert!(same >= SAMPLES_MIN_AGREEMENT, "{same}");
+        assert!(other < SAMPLES_MIN_AGREEMENT, "{other}");
     }
 
     #[test]
