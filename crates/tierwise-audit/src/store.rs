@@ -95,6 +95,7 @@ mod tests {
             error: None,
             request_body: body.map(str::to_string),
             response_body: None,
+            tools: Default::default(),
         }
     }
 

@@ -214,6 +214,7 @@ fn store_row(model: &str, body: Option<&str>, attempts: u32) -> tierwise_store::
         error: None,
         request_body: body.map(str::to_string),
         response_body: None,
+        tools: Default::default(),
     }
 }
 

@@ -293,6 +293,12 @@ pub fn finish(state: &AppState, ctx: &RequestCtx, outcome: Outcome) {
         } else {
             None
         },
+        tools: tierwise_store::ToolCounts {
+            offered: ctx.tools.offered as u64,
+            sent: ctx.tools.sent as u64,
+            tokens_offered: ctx.tools.tokens_offered as u64,
+            tokens_sent: ctx.tools.tokens_sent as u64,
+        },
     };
     if let Err(e) = state.log.record(row) {
         tracing::error!(error = %e, id = %ctx.id, "request log row lost");

@@ -120,6 +120,9 @@ pub struct Trail {
     pub tried: Vec<String>,
     /// The last candidate called.
     pub last: Option<Candidate>,
+    /// Tools of the final round when `tool_search` rounds changed them (replaces the shaping's
+    /// counts in headers, log and metrics).
+    pub tools: Option<crate::shape::ToolShaping>,
 }
 
 /// A 2xx answer, body not yet read.
@@ -147,6 +150,9 @@ pub async fn dispatch(
     trail: &mut Trail,
 ) -> Result<Dispatched, UpstreamError> {
     let candidates = Candidates::from_decision(decision, &state.config.catalog);
+    if let Some(session) = crate::tools::take_session(body) {
+        return crate::tools::search_rounds(state, session, candidates, body, target, trail).await;
+    }
     match decision.mode {
         DispatchMode::Sync | DispatchMode::Flex => {
             walk(state, candidates, body, target, trail).await
@@ -178,6 +184,8 @@ pub(crate) async fn walk(
 ) -> Result<Dispatched, UpstreamError> {
     let max_retries = state.config.upstream.max_retries;
     let base = Duration::from_millis(state.config.upstream.retry_backoff_ms);
+    // Runners that do not answer `tool_search` calls (the cascade) send plain pruning.
+    crate::tools::strip_session(body);
     let mut last_err = None;
     for candidate in candidates {
         if let Some(prev) = &trail.last {

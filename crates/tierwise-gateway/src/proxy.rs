@@ -160,6 +160,9 @@ async fn run(
     let dispatched = dispatch(state, &decision, &mut shaped.body, target, &mut ctx.trail)
         .await
         .map_err(ApiError::Upstream)?;
+    if let Some(tools) = ctx.trail.tools {
+        ctx.tools = tools; // tool_search rounds: the final round's tools
+    }
     // 9 respond (10 account inside)
     if view.stream {
         let mut resp = stream::respond(

@@ -69,6 +69,12 @@ pub struct ToolShaping {
 /// It may rewrite `tools` (and `tool_choice`) in `body`; it must leave every other field alone.
 pub trait ToolShaper: Send + Sync + Debug {
     fn shape(&self, body: &mut Map<String, Value>, view: &RequestView) -> ToolShaping;
+
+    /// The shaper that answers `tool_search` calls at dispatch (mode `tool_search`), if this
+    /// is one.
+    fn tool_search(&self) -> Option<&crate::tools::ToolSearchShaper> {
+        None
+    }
 }
 
 /// Tools pass through untouched (counted only). The default shaper is

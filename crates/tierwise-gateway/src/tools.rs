@@ -1,4 +1,5 @@
-//! Tool search in the gateway (issue 5): the [`ToolShaper`] that prunes a request's `tools`.
+//! Tool search in the gateway (issue 5): the [`ToolShaper`] that prunes a request's `tools`,
+//! and the `tool_search` rounds of mode `tool_search`.
 //!
 //! A request with more tools than `[tools].threshold` keeps the `top_k` most relevant tools
 //! plus every tool named by `tool_choice`, already called in the conversation, or pinned in
@@ -7,47 +8,91 @@
 //!
 //! Bad input: a tool the index cannot read (not a function tool, no name) is **always kept**,
 //! untouched; duplicate names and missing descriptions are indexed as they are and never
-//! edited. With mode `off` the body is not touched at all.
+//! edited (a duplicated name keeps or drops each copy on its own score; `tool_search` may
+//! return either copy). With mode `off` the body is not touched at all.
 //!
 //! Indexes are cached by [`ToolIndex::fingerprint`] of the tool list (agents resend the same
 //! list on every call), at most [`CACHE_CAPACITY`] of them, oldest evicted first.
 //!
-//! Mode `tool_search` currently prunes like `prune` (the gateway does not yet add and answer
-//! the `tool_search` function).
+//! # Mode `tool_search` (chat completions)
+//! When the request was pruned, [`tierwise_tools::tool_search::schema`] is appended to the kept
+//! tools (last, under a name no client tool uses) unless `tool_choice` is `none` or names one
+//! function, and the session (fingerprint, kept positions) rides to dispatch under
+//! [`SESSION_KEY`] in the body (removed before anything is sent). [`search_rounds`] then:
+//! 1. calls upstream **non-streaming** (the first round walks the decision's ladder; later
+//!    rounds stay on the model that answered);
+//! 2. if the answer calls only `tool_search`: runs each search over the request's **full**
+//!    tool list (tools not sent yet), adds the found tools (the sent set is re-emitted in
+//!    original order, `tool_search` last: deterministic), appends the assistant message and
+//!    one `tool` message per call (names + short descriptions of the added tools), and calls
+//!    again;
+//! 3. after `tools.max_search_rounds` answered searches, the next call goes without the
+//!    `tool_search` function, so the model must answer or call a real tool — never stuck;
+//! 4. an answer that calls `tool_search` **and** client tools: the `tool_search` calls are
+//!    removed and the rest goes to the client (only the client can run its tools; the model
+//!    can search again next turn). A `tool_search` call the model makes after the function
+//!    was withdrawn is removed the same way (`finish_reason` becomes `stop` when no call is
+//!    left).
+//!
+//! The client sees an ordinary completion: its `usage` is the **sum over rounds** (what the
+//! provider billed for the request), so the cost headers and the log row price every round;
+//! the log row's `attempts` counts every upstream call. A streaming client gets the final
+//! answer re-sent as SSE chunks. `x-tierwise-tools-sent` and the tool-schema token counts
+//! describe the final round (`sent` counts client tools; the token count includes the
+//! `tool_search` schema when it was sent). Responses API calls and cascade calls are pruned
+//! only (no `tool_search` function).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde_json::{Map, Value};
+use axum::http::{HeaderValue, header};
+use serde_json::{Map, Value, json};
 use tierwise_core::config::{ToolMode, Tools};
-use tierwise_core::request::RequestView;
-use tierwise_tools::{Policy, ToolIndex, select};
+use tierwise_core::request::{Api, RequestView};
+use tierwise_tools::tool_search;
+use tierwise_tools::{Method, Policy, ToolIndex, select};
 
+use crate::app::AppState;
+use crate::dispatch::{Candidates, Dispatched, Target, Trail, walk};
 use crate::shape::{ToolShaper, ToolShaping};
+use crate::upstream::{UpstreamError, passes_back};
 
 /// Tool lists whose index is kept.
 pub const CACHE_CAPACITY: usize = 256;
+/// Body key carrying the `tool_search` session from shaping to dispatch; never sent upstream.
+pub const SESSION_KEY: &str = "__tierwise_tool_search";
 
 /// Prunes `tools` with the `[tools]` policy (see the module docs).
 #[derive(Debug)]
 pub struct ToolSearchShaper {
     policy: Policy,
+    max_search_rounds: u32,
     cache: Mutex<IndexCache>,
+}
+
+/// An index and the tool list it was built from.
+#[derive(Debug, Clone)]
+pub struct Indexed {
+    pub index: Arc<ToolIndex>,
+    pub tools: Arc<Vec<Value>>,
 }
 
 #[derive(Debug, Default)]
 struct IndexCache {
-    map: HashMap<u64, Arc<ToolIndex>>,
+    map: HashMap<u64, Indexed>,
     order: VecDeque<u64>,
 }
 
 impl IndexCache {
-    fn get_or_build(&mut self, tools: &[Value]) -> Arc<ToolIndex> {
+    fn get_or_build(&mut self, tools: &[Value]) -> (u64, Indexed) {
         let key = ToolIndex::fingerprint(tools);
-        if let Some(index) = self.map.get(&key) {
-            return Arc::clone(index);
+        if let Some(found) = self.map.get(&key) {
+            return (key, found.clone());
         }
-        let index = Arc::new(ToolIndex::build(tools));
+        let built = Indexed {
+            index: Arc::new(ToolIndex::build(tools)),
+            tools: Arc::new(tools.to_vec()),
+        };
         while self.map.len() >= CACHE_CAPACITY {
             match self.order.pop_front() {
                 Some(old) => {
@@ -56,9 +101,9 @@ impl IndexCache {
                 None => break,
             }
         }
-        self.map.insert(key, Arc::clone(&index));
+        self.map.insert(key, built.clone());
         self.order.push_back(key);
-        index
+        (key, built)
     }
 }
 
@@ -66,13 +111,17 @@ impl ToolSearchShaper {
     pub fn new(policy: Policy) -> ToolSearchShaper {
         ToolSearchShaper {
             policy,
+            max_search_rounds: 2,
             cache: Mutex::new(IndexCache::default()),
         }
     }
 
     /// The shaper of a `[tools]` config section.
     pub fn from_config(tools: &Tools) -> ToolSearchShaper {
-        ToolSearchShaper::new(Policy::from_config(tools))
+        ToolSearchShaper {
+            max_search_rounds: tools.max_search_rounds,
+            ..ToolSearchShaper::new(Policy::from_config(tools))
+        }
     }
 
     /// Indexes currently cached.
@@ -84,7 +133,17 @@ impl ToolSearchShaper {
             .len()
     }
 
-    fn index(&self, tools: &[Value]) -> Arc<ToolIndex> {
+    /// The cached index of a fingerprint (`None` once evicted).
+    pub fn cached_by(&self, fingerprint: u64) -> Option<Indexed> {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .get(&fingerprint)
+            .cloned()
+    }
+
+    fn index(&self, tools: &[Value]) -> (u64, Indexed) {
         // The lock is held while building: concurrent requests with the same new tool list
         // then build it once. A build of a few hundred tools takes well under a millisecond.
         self.cache
@@ -92,6 +151,19 @@ impl ToolSearchShaper {
             .unwrap_or_else(PoisonError::into_inner)
             .get_or_build(tools)
     }
+}
+
+/// Whether `tool_choice` leaves room for a search (`none` and one named function do not).
+fn choice_allows_search(view: &RequestView) -> bool {
+    match &view.tool_choice {
+        None => true,
+        Some(Value::String(s)) => s != "none",
+        Some(choice) => tierwise_tools::select::tool_choice_names(choice).is_empty(),
+    }
+}
+
+fn schema_tokens(tool: &Value) -> usize {
+    tierwise_core::tokens::count_tools(std::slice::from_ref(tool))
 }
 
 impl ToolShaper for ToolSearchShaper {
@@ -107,21 +179,364 @@ impl ToolShaper for ToolSearchShaper {
                 ..ToolShaping::default()
             };
         }
-        let index = self.index(tools);
-        let selection = select(&index, view, &self.policy);
-        let shaping = ToolShaping {
+        let (fingerprint, indexed) = self.index(tools);
+        let index = &indexed.index;
+        let selection = select(index, view, &self.policy);
+        let mut shaping = ToolShaping {
             removed: offered.saturating_sub(selection.kept.len()),
             offered,
             sent: selection.kept.len(),
             tokens_offered: selection.tokens_offered,
             tokens_sent: selection.tokens_sent,
         };
-        if selection.pruned {
-            let kept = selection.apply(tools);
-            body.insert("tools".into(), Value::Array(kept));
+        if !selection.pruned {
+            return shaping;
         }
+        let mut kept = selection.apply(tools);
+        let search = self.policy.mode == ToolMode::ToolSearch
+            && self.max_search_rounds > 0
+            && view.api == Api::ChatCompletions
+            && choice_allows_search(view);
+        if search {
+            let name = tool_search::function_name(index);
+            let schema = tool_search::schema(&name);
+            shaping.tokens_sent += schema_tokens(&schema);
+            kept.push(schema);
+            body.insert(
+                SESSION_KEY.into(),
+                json!({"fingerprint": fingerprint, "name": name, "sent": selection.indices()}),
+            );
+        }
+        body.insert("tools".into(), Value::Array(kept));
         shaping
     }
+
+    fn tool_search(&self) -> Option<&ToolSearchShaper> {
+        Some(self)
+    }
+}
+
+/// A `tool_search` session read back from the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Session {
+    fingerprint: u64,
+    name: String,
+    /// Positions (in the client's list) of the tools sent, ascending.
+    sent: Vec<usize>,
+}
+
+impl Session {
+    fn from_value(v: &Value) -> Option<Session> {
+        let mut sent: Vec<usize> = v
+            .get("sent")?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_u64)
+            .filter_map(|i| usize::try_from(i).ok())
+            .collect();
+        sent.sort_unstable();
+        sent.dedup();
+        Some(Session {
+            fingerprint: v.get("fingerprint")?.as_u64()?,
+            name: v.get("name")?.as_str()?.to_string(),
+            sent,
+        })
+    }
+}
+
+/// Removes the session key from `body`; returns it.
+pub fn take_session(body: &mut Map<String, Value>) -> Option<Value> {
+    body.remove(SESSION_KEY)
+}
+
+/// For runners that do not answer searches (the cascade): removes the session key and the
+/// `tool_search` function it added, leaving plain pruning.
+pub fn strip_session(body: &mut Map<String, Value>) {
+    let Some(session) = take_session(body) else {
+        return;
+    };
+    if let Some(name) = session.get("name").and_then(Value::as_str) {
+        remove_function(body, name);
+    }
+}
+
+fn function_of(tool: &Value) -> Option<&str> {
+    tool.pointer("/function/name").and_then(Value::as_str)
+}
+
+fn remove_function(body: &mut Map<String, Value>, name: &str) {
+    if let Some(Value::Array(tools)) = body.get_mut("tools") {
+        tools.retain(|t| function_of(t) != Some(name));
+    }
+}
+
+/// Adds the numbers of usage object `add` into `acc` (nested objects too).
+fn add_usage(acc: &mut Map<String, Value>, add: &Map<String, Value>) {
+    for (k, v) in add {
+        match (acc.get_mut(k), v) {
+            (Some(Value::Object(a)), Value::Object(b)) => add_usage(a, b),
+            (Some(a @ Value::Number(_)), Value::Number(b)) => {
+                let sum = match (a.as_u64(), b.as_u64()) {
+                    (Some(x), Some(y)) => json!(x.saturating_add(y)),
+                    _ => json!(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0)),
+                };
+                *a = sum;
+            }
+            (None, v) => {
+                acc.insert(k.clone(), v.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What one answer asks for.
+#[derive(Debug, PartialEq)]
+enum Turn {
+    /// No `tool_search` call: the final answer.
+    Final,
+    /// Only `tool_search` calls: answer them and call again.
+    Search(Vec<Value>),
+    /// `tool_search` calls next to client tool calls (or after the function was withdrawn):
+    /// strip them, final.
+    Strip,
+}
+
+fn classify(message: &Value, name: &str) -> Turn {
+    let calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let (search, other): (Vec<&Value>, Vec<&Value>) =
+        calls.iter().partition(|c| function_of(c) == Some(name));
+    match (search.is_empty(), other.is_empty()) {
+        (true, _) => Turn::Final,
+        (false, true) => Turn::Search(search.into_iter().cloned().collect()),
+        (false, false) => Turn::Strip,
+    }
+}
+
+/// Removes `name` calls from the first choice; `finish_reason` becomes `stop` when none is left.
+fn strip_calls(answer: &mut Value, name: &str) {
+    let Some(choice) = answer.pointer_mut("/choices/0") else {
+        return;
+    };
+    let mut now_empty = false;
+    if let Some(Value::Array(calls)) = choice.pointer_mut("/message/tool_calls") {
+        calls.retain(|c| function_of(c) != Some(name));
+        now_empty = calls.is_empty();
+    }
+    if now_empty {
+        if let Some(Value::Object(m)) = choice.get_mut("message") {
+            m.remove("tool_calls");
+        }
+        if let Value::Object(c) = choice {
+            c.insert("finish_reason".into(), json!("stop"));
+        }
+    }
+}
+
+/// The tool messages answering `calls`; adds the found tools to `sent` (kept ascending).
+fn answer_calls(
+    indexed: &Indexed,
+    calls: &[Value],
+    sent: &mut Vec<usize>,
+) -> (Vec<Value>, Vec<String>) {
+    let mut messages = Vec::with_capacity(calls.len());
+    let mut queries = Vec::with_capacity(calls.len());
+    for call in calls {
+        let id = call.get("id").cloned().unwrap_or(Value::Null);
+        let args = call
+            .pointer("/function/arguments")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let content = match tool_search::parse_arguments(args) {
+            Ok(c) => {
+                let found = tool_search::search(
+                    &indexed.index,
+                    &c.query,
+                    c.limit,
+                    sent,
+                    Method::Lexical,
+                    None,
+                );
+                sent.extend(&found);
+                sent.sort_unstable();
+                sent.dedup();
+                queries.push(c.query);
+                tool_search::answer(&indexed.index, &found)
+            }
+            Err(e) => json!({"error": e.to_string()}).to_string(),
+        };
+        messages.push(json!({"role": "tool", "tool_call_id": id, "content": content}));
+    }
+    (messages, queries)
+}
+
+/// The client's tools at `sent` positions (original order), plus the search function.
+fn tools_for(indexed: &Indexed, sent: &[usize], search: Option<&str>) -> Vec<Value> {
+    let mut out: Vec<Value> = sent
+        .iter()
+        .filter_map(|&i| indexed.tools.get(i).cloned())
+        .collect();
+    if let Some(name) = search {
+        out.push(tool_search::schema(name));
+    }
+    out
+}
+
+fn final_shaping(indexed: &Indexed, sent: &[usize], search: Option<&str>) -> ToolShaping {
+    let offered = indexed.tools.len();
+    ToolShaping {
+        removed: offered.saturating_sub(sent.len()),
+        offered,
+        sent: sent.len(),
+        tokens_offered: indexed.index.tokens_of(0..offered),
+        tokens_sent: indexed.index.tokens_of(sent.iter().copied())
+            + search.map_or(0, |n| schema_tokens(&tool_search::schema(n))),
+    }
+}
+
+/// Runs the `tool_search` rounds of a session (see the module docs) and returns the final
+/// answer as an ordinary response (SSE when the client streams).
+pub(crate) async fn search_rounds(
+    state: &AppState,
+    session: Value,
+    candidates: Candidates,
+    body: &mut Map<String, Value>,
+    target: Target<'_>,
+    trail: &mut Trail,
+) -> Result<Dispatched, UpstreamError> {
+    let found = Session::from_value(&session).and_then(|s| {
+        state
+            .tools
+            .tool_search()
+            .and_then(|t| t.cached_by(s.fingerprint))
+            .map(|i| (s, i))
+    });
+    let Some((session, indexed)) = found else {
+        // Evicted between shaping and dispatch, or not ours: plain pruning.
+        if let Some(name) = session.get("name").and_then(Value::as_str) {
+            remove_function(body, name);
+        }
+        return walk(state, candidates, body, target, trail).await;
+    };
+    let max_rounds = state.tools.tool_search().map_or(0, |t| t.max_search_rounds);
+    let client_stream = target.stream;
+    body.remove("stream");
+    body.remove("stream_options");
+    let quiet = Target {
+        stream: false,
+        ..target
+    };
+    let name = session.name.clone();
+    let mut sent = session.sent;
+    let mut offered_search = true;
+    let mut candidates = candidates;
+    let mut rounds = 0u32;
+    let mut usage = Map::new();
+    loop {
+        let d = walk(state, candidates, body, quiet, trail).await?;
+        let candidate = d.candidate.clone();
+        candidates = Candidates::single(candidate.clone());
+        let status = d.response.status();
+        let mut passback: Vec<(header::HeaderName, HeaderValue)> = d
+            .response
+            .headers()
+            .iter()
+            .filter(|(k, _)| passes_back(k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let bytes = d
+            .response
+            .bytes()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e))?;
+        let Ok(mut answer @ Value::Object(_)) = serde_json::from_slice::<Value>(&bytes) else {
+            // Not a completion: hand it on as it is (the caller reports it).
+            trail.tools = Some(final_shaping(
+                &indexed,
+                &sent,
+                offered_search.then_some(&*name),
+            ));
+            return Ok(Dispatched {
+                response: synth(status, passback, bytes.to_vec(), "application/json"),
+                candidate,
+            });
+        };
+        if let Some(Value::Object(u)) = answer.get("usage") {
+            add_usage(&mut usage, u);
+        }
+        let message = answer
+            .pointer("/choices/0/message")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let turn = classify(&message, &name);
+        if let Turn::Search(calls) = &turn
+            && offered_search
+        {
+            rounds += 1;
+            let (replies, queries) = answer_calls(&indexed, calls, &mut sent);
+            tracing::debug!(round = rounds, ?queries, sent = sent.len(), model = %candidate.model, "tool_search answered");
+            offered_search = rounds < max_rounds;
+            let mut assistant = json!({"role": "assistant", "content": message.get("content").cloned().unwrap_or(Value::Null), "tool_calls": calls});
+            if let Some(r) = message.get("refusal").filter(|r| !r.is_null()) {
+                assistant["refusal"] = r.clone();
+            }
+            if let Some(Value::Array(messages)) = body.get_mut("messages") {
+                messages.push(assistant);
+                messages.extend(replies);
+            }
+            body.insert(
+                "tools".into(),
+                Value::Array(tools_for(&indexed, &sent, offered_search.then_some(&*name))),
+            );
+            continue;
+        }
+        if turn != Turn::Final {
+            strip_calls(&mut answer, &name);
+        }
+        if !usage.is_empty() {
+            answer["usage"] = Value::Object(usage);
+        }
+        trail.tools = Some(final_shaping(
+            &indexed,
+            &sent,
+            offered_search.then_some(&*name),
+        ));
+        let (bytes, content_type) = if client_stream {
+            let sse = crate::cascade::sse(&answer, true);
+            let b = axum::body::to_bytes(sse.into_body(), usize::MAX)
+                .await
+                .map_err(|e| UpstreamError::invalid_response(e.to_string()))?;
+            (b.to_vec(), "text/event-stream")
+        } else {
+            (answer.to_string().into_bytes(), "application/json")
+        };
+        passback.retain(|(k, _)| k != header::CONTENT_LENGTH);
+        return Ok(Dispatched {
+            response: synth(status, passback, bytes, content_type),
+            candidate,
+        });
+    }
+}
+
+/// A response built here, as if it came from upstream.
+fn synth(
+    status: axum::http::StatusCode,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+    body: Vec<u8>,
+    content_type: &'static str,
+) -> reqwest::Response {
+    let mut r = axum::http::Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    for (k, v) in headers {
+        h.insert(k, v);
+    }
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    reqwest::Response::from(r)
 }
 
 #[cfg(test)]
@@ -223,5 +638,109 @@ mod tests {
         let s = ToolSearchShaper::new(policy(ToolMode::Prune)).shape(&mut b, &view);
         assert_eq!(b, before);
         assert_eq!(s.removed, 0);
+    }
+
+    #[test]
+    fn search_mode_adds_the_function_and_the_session() {
+        let mut tools = catalog(40);
+        tools.insert(
+            5,
+            tool("get_weather_forecast", "Weather forecast for a city"),
+        );
+        let shaper = ToolSearchShaper::new(policy(ToolMode::ToolSearch));
+        let (mut b, view) = body(tools.clone(), json!({}));
+        let s = shaper.shape(&mut b, &view);
+        let sent = b["tools"].as_array().unwrap();
+        assert_eq!(
+            sent.last().unwrap().pointer("/function/name"),
+            Some(&json!("tool_search"))
+        );
+        assert_eq!(s.sent, sent.len() - 1, "sent counts client tools only");
+        let session = Session::from_value(&b[SESSION_KEY]).unwrap();
+        assert_eq!(session.name, "tool_search");
+        assert_eq!(session.sent.len(), s.sent);
+        assert!(shaper.cached_by(session.fingerprint).is_some());
+        // A runner that does not answer searches strips both.
+        strip_session(&mut b);
+        assert!(b.get(SESSION_KEY).is_none());
+        assert_eq!(b["tools"].as_array().unwrap().len(), s.sent);
+        // tool_choice none or one named function: no search function.
+        for choice in [
+            json!("none"),
+            json!({"type": "function", "function": {"name": "tool_3"}}),
+        ] {
+            let (mut b, view) = body(tools.clone(), json!({ "tool_choice": choice }));
+            shaper.shape(&mut b, &view);
+            assert!(b.get(SESSION_KEY).is_none());
+        }
+    }
+
+    #[test]
+    fn answers_are_classified_and_stray_calls_stripped() {
+        let call = |n: &str| json!({"id": n, "type": "function", "function": {"name": n, "arguments": "{}"}});
+        let msg =
+            |calls: Vec<Value>| json!({"role": "assistant", "content": null, "tool_calls": calls});
+        assert_eq!(
+            classify(&json!({"content": "hi"}), "tool_search"),
+            Turn::Final
+        );
+        assert_eq!(
+            classify(&msg(vec![call("tool_search")]), "tool_search"),
+            Turn::Search(vec![call("tool_search")])
+        );
+        assert_eq!(
+            classify(&msg(vec![call("tool_search"), call("get")]), "tool_search"),
+            Turn::Strip
+        );
+        let mut a = json!({"choices": [{"message": msg(vec![call("tool_search"), call("get")]), "finish_reason": "tool_calls"}]});
+        strip_calls(&mut a, "tool_search");
+        assert_eq!(
+            a["choices"][0]["message"]["tool_calls"],
+            json!([call("get")])
+        );
+        assert_eq!(a["choices"][0]["finish_reason"], "tool_calls");
+        let mut a = json!({"choices": [{"message": msg(vec![call("tool_search")]), "finish_reason": "tool_calls"}]});
+        strip_calls(&mut a, "tool_search");
+        assert!(a["choices"][0]["message"].get("tool_calls").is_none());
+        assert_eq!(a["choices"][0]["finish_reason"], "stop");
+    }
+
+    #[test]
+    fn usage_adds_up_nested() {
+        let mut acc = Map::new();
+        let u = json!({"prompt_tokens": 10, "completion_tokens": 2,
+            "prompt_tokens_details": {"cached_tokens": 0}});
+        add_usage(&mut acc, u.as_object().unwrap());
+        let u = json!({"prompt_tokens": 15, "completion_tokens": 3,
+            "prompt_tokens_details": {"cached_tokens": 8}, "total_tokens": 18});
+        add_usage(&mut acc, u.as_object().unwrap());
+        assert_eq!(
+            Value::Object(acc),
+            json!({"prompt_tokens": 25, "completion_tokens": 5,
+                "prompt_tokens_details": {"cached_tokens": 8}, "total_tokens": 18})
+        );
+    }
+
+    #[test]
+    fn searches_add_found_tools_in_original_order() {
+        let mut tools = catalog(30);
+        tools.insert(20, tool("send_sms", "Send a text message"));
+        let indexed = Indexed {
+            index: Arc::new(ToolIndex::build(&tools)),
+            tools: Arc::new(tools),
+        };
+        let mut sent = vec![25, 2];
+        let calls = [
+            json!({"id": "a", "function": {"name": "tool_search", "arguments": "{\"query\": \"text message\"}"}}),
+            json!({"id": "b", "function": {"name": "tool_search", "arguments": "oops"}}),
+        ];
+        let (replies, queries) = answer_calls(&indexed, &calls, &mut sent);
+        assert_eq!(queries, ["text message"]);
+        assert_eq!(sent, [2, 20, 25]);
+        assert_eq!(replies[0]["tool_call_id"], "a");
+        assert!(replies[1]["content"].as_str().unwrap().contains("error"));
+        let out = tools_for(&indexed, &sent, Some("tool_search"));
+        let names: Vec<&str> = out.iter().filter_map(function_of).collect();
+        assert_eq!(names, ["tool_2", "send_sms", "tool_24", "tool_search"]);
     }
 }

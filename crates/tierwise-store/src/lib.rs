@@ -86,6 +86,20 @@ pub struct RequestRow {
     pub request_body: Option<String>,
     /// The response body (for streams: the assembled text), only with `log.store_bodies = true`.
     pub response_body: Option<String>,
+    /// Tools offered by the client vs sent upstream, and their schema tokens (schema v2; 0 in
+    /// rows written before).
+    #[serde(default)]
+    pub tools: ToolCounts,
+}
+
+/// A request's tools: offered by the client vs sent upstream (the final round's, with
+/// `tool_search`), counts and o200k schema tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCounts {
+    pub offered: u64,
+    pub sent: u64,
+    pub tokens_offered: u64,
+    pub tokens_sent: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

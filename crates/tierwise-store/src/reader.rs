@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::schema::{self, COLUMNS};
+use crate::schema;
 use crate::{RequestRow, StoreError};
 
 /// A time window: `since` inclusive, `until` exclusive; `None` is open-ended.
@@ -44,6 +44,8 @@ impl TimeRange {
 #[derive(Debug)]
 pub struct LogReader {
     conn: Connection,
+    /// Schema version of the file (older logs lack the later columns; they read as 0).
+    version: i64,
 }
 
 impl LogReader {
@@ -79,7 +81,7 @@ impl LogReader {
                 source: rusqlite::Error::InvalidQuery,
             });
         }
-        Ok(LogReader { conn })
+        Ok(LogReader { conn, version })
     }
 
     /// Rows in the window, in time order.
@@ -102,7 +104,8 @@ impl LogReader {
     ) -> Result<u64, StoreError> {
         let (since, until) = range.bounds();
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id"
+            "SELECT {} FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id",
+            schema::select_columns(self.version)
         ))?;
         let mut rows = stmt.query([since, until])?;
         let mut n = 0;
@@ -179,6 +182,12 @@ fn decode(row: &Row<'_>) -> Result<RequestRow, StoreError> {
         error: row.get(24)?,
         request_body: row.get(25)?,
         response_body: row.get(26)?,
+        tools: crate::ToolCounts {
+            offered: count(row, 27, "tools_offered")?,
+            sent: count(row, 28, "tools_sent")?,
+            tokens_offered: count(row, 29, "tool_tokens_offered")?,
+            tokens_sent: count(row, 30, "tool_tokens_sent")?,
+        },
     })
 }
 
@@ -218,6 +227,12 @@ mod tests {
             error: None,
             request_body: None,
             response_body: None,
+            tools: crate::ToolCounts {
+                offered: i,
+                sent: 1,
+                tokens_offered: 10 * i,
+                tokens_sent: 7,
+            },
         }
     }
 
@@ -313,6 +328,52 @@ mod tests {
         let stats = log.close().unwrap();
         assert_eq!(stats.written, 2);
         assert_eq!(stats.failed, 1);
+    }
+
+    #[test]
+    fn version_1_logs_read_with_zero_tool_counts_and_migrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        let t0 = OffsetDateTime::now_utc();
+        RequestLog::open(&path, WriterOptions::default())
+            .unwrap()
+            .close()
+            .unwrap();
+        {
+            // A log as tierwise wrote it before migration 2.
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch("DROP TABLE requests; PRAGMA user_version = 0;")
+                .unwrap();
+            conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO requests (id, ts_ms, time, endpoint, requested_model, tier, model, \
+                 reason, mode, service_tier, input_tokens, cached_tokens, output_tokens, \
+                 reasoning_tokens, usage_estimated, latency_ms, status, streamed, attempts, \
+                 tiers_tried) VALUES (?1, 0, '1970-01-01T00:00:00Z', 'chat.completions', 'auto', \
+                 'mini', 'm', 'r', 'sync', 'default', 1, 0, 1, 0, 0, 1.0, 200, 0, 1, 'mini')",
+                [Uuid::now_v7().to_string()],
+            )
+            .unwrap();
+        }
+        let old = LogReader::open(&path)
+            .unwrap()
+            .rows(&TimeRange::all())
+            .unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0].tools, crate::ToolCounts::default());
+        // Opening it for writing applies migration 2; old and new rows read back.
+        let log = RequestLog::open(&path, WriterOptions::default()).unwrap();
+        let new = row(3, t0);
+        log.record(new.clone()).unwrap();
+        log.close().unwrap();
+        let rows = LogReader::open(&path)
+            .unwrap()
+            .rows(&TimeRange::all())
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1], new);
+        assert_eq!(rows[1].tools.tokens_offered, 30);
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[&str] = &[
         response_body      TEXT
     ) STRICT;
     CREATE INDEX requests_ts ON requests (ts_ms);",
+    // 2: tools offered vs sent (tool search) and their schema tokens.
+    "ALTER TABLE requests ADD COLUMN tools_offered INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE requests ADD COLUMN tools_sent INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE requests ADD COLUMN tool_tokens_offered INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE requests ADD COLUMN tool_tokens_sent INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Current schema version (the number of migrations).
@@ -69,8 +74,22 @@ pub fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What to select from a log of schema `version`: [`COLUMNS`], with zeros for the columns
+/// added after it (the tool counts of migration 2).
+pub(crate) fn select_columns(version: i64) -> String {
+    if version >= 2 {
+        COLUMNS.to_string()
+    } else {
+        COLUMNS.replace(
+            "tools_offered, tools_sent, tool_tokens_offered, tool_tokens_sent",
+            "0, 0, 0, 0",
+        )
+    }
+}
+
 /// Column list in insert/select order.
 pub(crate) const COLUMNS: &str = "id, ts_ms, time, endpoint, requested_model, tier, model, reason, \
     category, role, mode, service_tier, input_tokens, cached_tokens, output_tokens, \
     reasoning_tokens, usage_estimated, cost_usd, baseline_cost_usd, latency_ms, status, streamed, \
-    attempts, tiers_tried, error, request_body, response_body";
+    attempts, tiers_tried, error, request_body, response_body, tools_offered, tools_sent, \
+    tool_tokens_offered, tool_tokens_sent";

@@ -283,7 +283,8 @@ fn insert_all(conn: &mut Connection, rows: &[RequestRow]) -> Result<(), rusqlite
     {
         let sql = format!(
             "INSERT INTO requests ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)"
+             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, \
+             ?28, ?29, ?30, ?31)"
         );
         let mut stmt = tx.prepare_cached(&sql)?;
         for r in rows {
@@ -320,6 +321,10 @@ fn insert_all(conn: &mut Connection, rows: &[RequestRow]) -> Result<(), rusqlite
                 r.error,
                 r.request_body,
                 r.response_body,
+                int(r.tools.offered),
+                int(r.tools.sent),
+                int(r.tools.tokens_offered),
+                int(r.tools.tokens_sent),
             ])?;
         }
     }
