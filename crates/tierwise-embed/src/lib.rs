@@ -9,8 +9,12 @@
 //!   holds (`embeddings` as F32/F16/I8, optional `mapping` I64/I32 and `weights` F32 for
 //!   vocabulary-quantized models).
 //! - [`cosine`]: similarity of two embeddings.
+//! - [`minilm`]: [`minilm::MiniLm`], a small BERT encoder (all-MiniLM-L6-v2) for when static
+//!   embeddings are too coarse (tool search); same safetensors reader.
 //!
 //! Used by the learned router (features) and by tool search (similarity of query and tools).
+
+pub mod minilm;
 
 use std::collections::BTreeMap;
 use std::path::Path;
