@@ -526,6 +526,94 @@ pub fn optimise_report(
     }
 }
 
+/// One held-out group (e.g. a data set's category) of a leave-one-group-out check: the scorer
+/// of its rows was trained without the group, and the thresholds applied to it were fitted on
+/// the other groups' rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldOut {
+    pub group: String,
+    pub rows: usize,
+    /// The uniform-threshold sweep over this group's rows.
+    pub cascade: Summary,
+    /// The cheapest uniform threshold with quality ≥ `target` of the strongest on the other
+    /// groups, and what it gives here.
+    pub uniform_threshold: Option<f64>,
+    pub uniform: Option<OpPoint>,
+    /// The per-tier plan (sub-ladder + thresholds) fitted for the same target on the other
+    /// groups, and what it gives here.
+    pub plan: Option<Choice>,
+    pub plan_point: Option<OpPoint>,
+}
+
+/// Cheapest uniform threshold τ on `paths` (rows `rows`) with quality ≥ `target` × strongest.
+pub fn uniform_for(
+    tiers: usize,
+    paths: &[PathRow],
+    rows: &[usize],
+    r: &Reference,
+    target: f64,
+) -> Option<f64> {
+    let sub: Vec<PathRow> = rows.iter().map(|&i| paths[i].clone()).collect();
+    sweep_paths(tiers, &sub)
+        .into_iter()
+        .filter(|p| p.quality >= target * r.strong_quality - 1e-12)
+        .min_by(|a, b| a.cost_usd.cmp(&b.cost_usd))
+        .map(|p| p.point)
+}
+
+/// Leave-one-group-out: for each group, the sweep over its rows (`full`: every row's full-ladder
+/// path, scored by a scorer that did not see the row's group) and the uniform threshold and
+/// per-tier plan fitted for `target` on the other groups, applied to it.
+pub fn held_out(
+    set: &CascadeSet,
+    subs: &[SubLadder],
+    full: &[PathRow],
+    group_of: &[usize],
+    names: &[String],
+    target: f64,
+) -> Vec<HeldOut> {
+    let tiers = set.ladder.tiers();
+    let uniform_at = |rows: &[usize], tau: f64, r: &Reference| {
+        let mut t = Tally::new(tiers);
+        for &i in rows {
+            let s = full[i].answer(tau);
+            t.add(s.tier, s.cost, s.score);
+        }
+        op_point(&t.point(tau), r)
+    };
+    let groups: Vec<usize> = (0..names.len()).collect();
+    par_map(&groups, |&g| {
+        let rows: Vec<usize> = (0..full.len()).filter(|&i| group_of[i] == g).collect();
+        let others: Vec<usize> = (0..full.len()).filter(|&i| group_of[i] != g).collect();
+        let r = subset_reference(set, &rows);
+        let ro = subset_reference(set, &others);
+        let here: Vec<PathRow> = rows.iter().map(|&i| full[i].clone()).collect();
+        let (summary, _) = summarize("cascade", &sweep_paths(tiers, &here), &r);
+        let tau = uniform_for(tiers, full, &others, &ro, target);
+        let plan = optimise(subs, &others, &ro, Objective::Quality(target));
+        let plan_point = plan.as_ref().map(|c| {
+            let mut t = Tally::new(tiers);
+            for &i in &rows {
+                let s = subs[c.sub].paths[i].at(&c.thresholds);
+                t.add(s.tier, s.cost, s.score);
+            }
+            op_point(&t.point(f64::NAN), &r)
+        });
+        HeldOut {
+            group: names[g].clone(),
+            rows: rows.len(),
+            cascade: summary,
+            uniform_threshold: tau.map(round6),
+            uniform: tau.map(|t| uniform_at(&rows, t, &r)),
+            plan: plan.map(|mut c| {
+                c.thresholds.iter_mut().for_each(|x| *x = round6(*x));
+                c
+            }),
+            plan_point,
+        }
+    })
+}
+
 /// Reference points (cheapest / strongest alone) over a subset of ladder rows; costs are totals
 /// over the subset.
 pub fn subset_reference(set: &CascadeSet, rows: &[usize]) -> Reference {

@@ -119,6 +119,10 @@ pub struct EvalArgs {
     /// K-fold cross-validation: train on the data set's own folds.
     #[arg(long)]
     pub cv: Option<usize>,
+    /// Cross-validation with one fold per value of this row field (`category`):
+    /// leave-one-category-out.
+    #[arg(long, conflicts_with = "cv")]
+    pub cv_by: Option<String>,
     /// Outcome files to read instead of outcomes.jsonl[.gz] (e.g. outcomes_test.jsonl.gz).
     #[arg(long)]
     pub split: Option<String>,
@@ -128,6 +132,11 @@ pub struct EvalArgs {
     /// With --cascade: answer-scorer file (default: the shipped router/cascade.json).
     #[arg(long, requires = "cascade")]
     pub scorer: Option<PathBuf>,
+    /// With --cascade: leave-one-category-out check — the scorer of each category's rows is
+    /// trained on the other categories, thresholds fitted there are applied to it; reported per
+    /// held-out category.
+    #[arg(long, requires = "cascade", conflicts_with_all = ["cv", "scorer"])]
+    pub leave_category_out: bool,
     /// Write per-row router scores (JSONL).
     #[arg(long)]
     pub scores: Option<PathBuf>,
@@ -175,6 +184,10 @@ pub struct TrainArgs {
     /// at; used for ladders of known models); 0 = none.
     #[arg(long, default_value_t = 1e-2)]
     pub l2_per_model: f64,
+    /// L2 penalty of the transfer head (the estimate used for ladders with models the router
+    /// was not trained on); 0 = no head (positional abilities instead).
+    #[arg(long, default_value_t = 0.1)]
+    pub l2_transfer: f64,
     /// What the estimates mean: `gain` (1 − expected loss vs the top tier) or `quality`
     /// (P(tier answers well)).
     #[arg(long, default_value = "gain")]

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::Serialize;
 use serde_json::json;
 use tierwise_eval::cascade::{
-    self, CascadeSet, Objective, Optimised, Scorers, Summary, summarize, sweep_paths,
+    self, CascadeSet, HeldOut, Objective, Optimised, Scorers, Summary, summarize, sweep_paths,
 };
 use tierwise_eval::learn;
 use tierwise_eval::report::{self, CurvePoint, EvalReport, RouterInfo};
@@ -28,6 +28,8 @@ use crate::output::{self, Status};
 
 /// The combined policy skips a tier below the top when the router's estimate for it is below this.
 pub const SKIP_BELOW: f64 = 0.3;
+/// Quality target (of the strongest) for thresholds fitted on the other categories.
+const HELD_OUT_TARGET: f64 = 0.95;
 /// Skip levels reported in `combined_grid`.
 const SKIP_GRID: [f64; 5] = [0.1, 0.2, 0.3, 0.4, 0.5];
 
@@ -65,6 +67,9 @@ struct CascadeReport {
     combined_grid: Vec<Combined>,
     /// FrugalGPT-style per-tier thresholds.
     optimised: Vec<Optimised>,
+    /// `--leave-category-out`: per held-out category.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    leave_category_out: Vec<HeldOut>,
 }
 
 fn pct(x: Option<f64>) -> String {
@@ -183,6 +188,48 @@ fn text(rep: &CascadeReport) -> String {
             }
         }
     }
+    if !rep.leave_category_out.is_empty() {
+        s.push_str(&format!(
+            "\nleave-one-category-out (thresholds for quality ≥ {:.0}% of strongest fitted on the other categories)\n",
+            HELD_OUT_TARGET * 100.0
+        ));
+        s.push_str(&format!(
+            "{:<18} {:>5} {:>7} {:>7} {:>10} | {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8}\n",
+            "held out",
+            "rows",
+            "APGR",
+            "CPT50",
+            "cost@50",
+            "uni q",
+            "uni cost",
+            "uni top",
+            "plan q",
+            "plan cost",
+            "plan top"
+        ));
+        for h in &rep.leave_category_out {
+            let op = |p: &Option<cascade::OpPoint>| match p {
+                Some(p) => format!(
+                    "{:>8} {:>8} {:>8}",
+                    pct(Some(p.quality_rel)),
+                    pct(Some(p.cost_rel)),
+                    pct(Some(p.strong_share))
+                ),
+                None => format!("{:>8} {:>8} {:>8}", "n/a", "n/a", "n/a"),
+            };
+            s.push_str(&format!(
+                "{:<18} {:>5} {:>7} {:>7} {:>10} | {} | {}\n",
+                h.group,
+                h.rows,
+                num(h.cascade.apgr),
+                pct(h.cascade.cpt50),
+                pct(h.cascade.cost_rel_at_cpt50),
+                op(&h.uniform),
+                op(&h.plan_point)
+            ));
+        }
+        s.push_str("(uni: the uniform threshold fitted on the others; plan: the per-tier plan fitted on the others; q = quality / strongest's, cost / always-strongest, top = share reaching the strongest)\n");
+    }
     for n in &r.notes {
         s.push_str(&format!("note: {n}\n"));
     }
@@ -207,13 +254,47 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
     let all_ids: Vec<usize> = (0..ds.rows.len()).collect();
 
     // per-row cascade scores (full ladder walk), and the scorer that made them
-    let (scorers, scorer_name, full_scores, folds) = match args.cv {
-        Some(k) => {
-            if k < 2 {
-                anyhow::bail!("--cv needs at least 2 folds");
-            }
-            let fold_of_row: Vec<usize> =
-                ds.rows.iter().map(|r| learn::fold_of(&r.id, k)).collect();
+    // folds of the scorer: by row id (--cv K) or by category (--leave-category-out)
+    let groups: Option<(Vec<usize>, Vec<String>, String)> = if args.leave_category_out {
+        let name = |r: &tierwise_eval::data::Row| {
+            r.category.clone().unwrap_or_else(|| "(none)".to_string())
+        };
+        let names: Vec<String> = ds
+            .rows
+            .iter()
+            .map(name)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if names.len() < 2 {
+            anyhow::bail!("--leave-category-out needs rows of at least 2 categories");
+        }
+        let of_row = ds
+            .rows
+            .iter()
+            .map(|r| names.binary_search(&name(r)).unwrap_or(0))
+            .collect();
+        let label = format!(
+            "leave-one-category-out ({} categories, each scored by a scorer trained on the others)",
+            names.len()
+        );
+        Some((of_row, names, label))
+    } else if let Some(k) = args.cv {
+        if k < 2 {
+            anyhow::bail!("--cv needs at least 2 folds");
+        }
+        Some((
+            ds.rows.iter().map(|r| learn::fold_of(&r.id, k)).collect(),
+            (0..k).map(|f| f.to_string()).collect(),
+            format!("cv ({k}-fold, trained on this data's other folds)"),
+        ))
+    } else {
+        None
+    };
+    let group_names = groups.as_ref().map(|g| g.1.clone());
+    let (scorers, scorer_name, full_scores, folds) = match groups {
+        Some((fold_of_row, names, label)) => {
+            let k = names.len();
             let mut list = Vec::new();
             let pb = output::progress(k as u64, quiet, "cross-validating the scorer");
             for f in 0..k {
@@ -236,12 +317,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
                 of_row: folds.clone(),
             };
             let scores = set.full_scores(&scorers);
-            (
-                scorers,
-                format!("cv ({k}-fold, trained on this data's other folds)"),
-                scores,
-                Some(folds),
-            )
+            (scorers, label, scores, Some(folds))
         }
         None => {
             let (scorer, name) = match &args.scorer {
@@ -405,15 +481,25 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
     }
     let (combined_sum, combm, combined_points) = combined_main.context("combined policy")?;
 
-    let optimised: Vec<Optimised> = if tiers <= 4 {
-        let subs = cascade::sub_ladders(&set, &scorers);
+    let subs = if tiers <= 4 {
+        cascade::sub_ladders(&set, &scorers)
+    } else {
+        notes.push("per-tier threshold search is for ladders of 2–4 tiers; skipped".into());
+        Vec::new()
+    };
+    let optimised: Vec<Optimised> = if subs.is_empty() {
+        Vec::new()
+    } else {
         [Objective::Quality(0.95), Objective::Budget(0.5)]
             .into_iter()
             .map(|o| cascade::optimise_report(&set, &ds, &subs, o))
             .collect()
-    } else {
-        notes.push("per-tier threshold search is for ladders of 2–4 tiers; skipped".into());
-        Vec::new()
+    };
+    let leave_category_out = match (&group_names, &folds, args.leave_category_out) {
+        (Some(names), Some(f), true) if !subs.is_empty() => {
+            cascade::held_out(&set, &subs, &paths, f, names, HELD_OUT_TARGET)
+        }
+        _ => Vec::new(),
     };
 
     let info = RouterInfo {
@@ -457,6 +543,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
         combined_skip_below: SKIP_BELOW,
         combined_grid,
         optimised,
+        leave_category_out,
         report: rep,
     };
     if let Some(path) = &args.scores {
