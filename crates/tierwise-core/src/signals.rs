@@ -1,6 +1,7 @@
 //! Request signals: cheap, deterministic facts about a request that routing rules and the
 //! learned router read. Computing them is one o200k pass over the prompt plus a few scans.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use regex::Regex;
@@ -99,19 +100,34 @@ pub struct Signals {
 
 impl Signals {
     pub fn compute(view: &RequestView, hints: &Hints) -> Signals {
-        let prompt_tokens = tokens::count_messages(&view.messages);
+        let last_idx = view.turns.iter().rposition(|t| t.role == "user");
+        let last_user = last_idx.map_or("", |i| view.turns[i].text.as_str());
+        // one o200k pass: the last user turn's count is taken from its message when the texts
+        // are the same (they are for views built by `RequestView::chat`/`responses`)
+        let mut last_user_tokens = None;
+        let prompt_tokens = tokens::count_messages_with(&view.messages, |i, text, n| {
+            if Some(i) == last_idx && text == last_user {
+                last_user_tokens = Some(n);
+            }
+        });
+        let last_user_tokens = last_user_tokens.unwrap_or_else(|| tokens::count(last_user));
         let tool_tokens = tokens::count_tools(&view.tools);
-        let last_user = view.last_user_text();
-        let last_user_tokens = tokens::count(last_user);
-        let all_text: String = view
-            .turns
-            .iter()
-            .filter(|t| t.role != "assistant")
-            .map(|t| t.text.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let mut not_assistant = view.turns.iter().filter(|t| t.role != "assistant");
+        let all_text: Cow<'_, str> = match (not_assistant.next(), not_assistant.next()) {
+            (None, _) => Cow::Borrowed(""),
+            (Some(t), None) => Cow::Borrowed(t.text.as_str()),
+            _ => Cow::Owned(
+                view.turns
+                    .iter()
+                    .filter(|t| t.role != "assistant")
+                    .map(|t| t.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+        };
         let code_blocks = all_text.matches("```").count() / 2;
-        let code = code_blocks > 0 || looks_like_code(&all_text) || asks_for_code(last_user);
+        let last = Prepared::new(last_user);
+        let code = code_blocks > 0 || looks_like_code(&all_text) || asks_for_code(&last);
         Signals {
             prompt_tokens,
             tool_tokens,
@@ -124,10 +140,10 @@ impl Signals {
                 .any(|t| t.role == "system" || t.role == "developer"),
             code_blocks,
             code,
-            math: looks_like_math(last_user),
+            math: math_on_shadow(&last),
             structured_output: view.structured_output,
             tools: view.tools.len(),
-            hard_domain: hard_domain_terms(last_user),
+            hard_domain: hard_domain_on_shadow(&last),
             language: language(last_user),
             role: hints.role.clone(),
             category: hints.category.clone(),
@@ -140,64 +156,185 @@ fn re(cell: &'static OnceLock<Option<Regex>>, pat: &str) -> Option<&'static Rege
     cell.get_or_init(|| Regex::new(pat).ok()).as_ref()
 }
 
-/// A regex plus a cheaper pre-check on non-ASCII text: the same pattern without its `\b`
-/// assertions. Removing a zero-width assertion only widens what matches, so when the pre-check
-/// finds nothing the full pattern cannot match either: results are identical. It matters for
-/// speed: on non-ASCII text, Unicode word boundaries push the regex engine off its lazy DFA
-/// onto a ~100× slower one, for every call, while the pre-check stays on the DFA.
-struct Gated {
-    pre: Regex,
-    full: Regex,
-}
-
-impl Gated {
-    fn new(pat: &str) -> Option<Gated> {
-        Some(Gated {
-            pre: Regex::new(&strip_word_boundaries(pat)).ok()?,
-            full: Regex::new(pat).ok()?,
-        })
+/// An ASCII stand-in for `text` on which the keyword regexes below match exactly as on `text`
+/// (same matches, counted the same; offsets are not used). Why: Unicode `\b` keeps the regex
+/// engine on its fast lazy DFA only while the haystack is ASCII; one curly quote pushes it onto
+/// a ~100× slower engine for the whole scan.
+///
+/// Each non-ASCII character becomes one ASCII character of the same kind for every construct
+/// those patterns use: an uppercase letter when it case-folds to an ASCII letter (`ſ` → `S`,
+/// Kelvin sign → `K`: matched by `(?i)` literals, not by the case-sensitive patterns, which have
+/// no uppercase letters), else a space for Unicode whitespace (`\s`), `0` for a decimal digit
+/// (`\d`, which is also `\w`), `_` for another word character (`\w`, so `\b` is unchanged), and
+/// `\x01` for anything else (punctuation, symbols: neither word, space nor newline). `.`,
+/// `[^$\n]` and counted repetitions see one character for one character.
+fn ascii_shadow(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() {
+        return Cow::Borrowed(text);
     }
-
-    fn may_match(&self, text: &str) -> bool {
-        text.is_ascii() || self.pre.is_match(text)
-    }
-
-    fn is_match(&self, text: &str) -> bool {
-        self.may_match(text) && self.full.is_match(text)
-    }
-
-    fn count(&self, text: &str) -> usize {
-        if self.may_match(text) {
-            self.full.find_iter(text).count()
-        } else {
-            0
+    let kinds = char_kinds();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        // copy the ASCII run, then shadow one character
+        let run = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
+        let (ascii, tail) = rest.split_at(run);
+        out.push_str(ascii);
+        let mut chars = tail.chars();
+        if let Some(c) = chars.next() {
+            out.push(kinds.shadow(c));
         }
+        rest = chars.as_str();
+    }
+    Cow::Owned(out)
+}
+
+/// A text prepared for the keyword patterns: its [`ascii_shadow`], and that lowercased (for the
+/// case-insensitive patterns: on ASCII text, `(?i)` with lowercase literals matches exactly what
+/// the literals match on the lowercased text, and the case-sensitive form lets the regex engine
+/// use its fast literal search — about 10× faster here).
+struct Prepared<'a> {
+    cased: Cow<'a, str>,
+    /// `None` when `cased` has no uppercase letter.
+    lower: Option<String>,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(text: &'a str) -> Prepared<'a> {
+        let cased = ascii_shadow(text);
+        let lower = cased
+            .bytes()
+            .any(|b| b.is_ascii_uppercase())
+            .then(|| cased.to_ascii_lowercase());
+        Prepared { cased, lower }
+    }
+
+    fn cased(&self) -> &[u8] {
+        self.cased.as_bytes()
+    }
+
+    fn lower(&self) -> &[u8] {
+        self.lower.as_deref().unwrap_or(&self.cased).as_bytes()
     }
 }
 
-fn gated(cell: &'static OnceLock<Option<Gated>>, pat: &str) -> Option<&'static Gated> {
-    cell.get_or_init(|| Gated::new(pat)).as_ref()
+/// A keyword pattern compiled for [`Prepared`] text: byte-oriented with Unicode off (`(?-u)`;
+/// on ASCII text `\w`, `\d`, `\s`, `\b` and `.` mean the same with Unicode on or off), and a
+/// leading `(?i)` dropped: such patterns are matched against [`Prepared::lower`].
+fn shadow_re(
+    cell: &'static OnceLock<Option<regex::bytes::Regex>>,
+    pat: &str,
+) -> Option<&'static regex::bytes::Regex> {
+    cell.get_or_init(|| regex::bytes::Regex::new(&shadow_pattern(pat)).ok())
+        .as_ref()
 }
 
-/// `pat` without its `\b` word-boundary assertions (escaped backslashes are kept as they are).
-fn strip_word_boundaries(pat: &str) -> String {
-    let mut out = String::with_capacity(pat.len());
-    let mut chars = pat.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
+fn shadow_pattern(pat: &str) -> String {
+    format!("(?-u){}", pat.strip_prefix("(?i)").unwrap_or(pat))
+}
+
+/// Runs `pat` (compiled by [`shadow_re`]) on the right form of `text`.
+fn haystack<'t>(text: &'t Prepared<'_>, pat: &str) -> &'t [u8] {
+    if pat.starts_with("(?i)") {
+        text.lower()
+    } else {
+        text.cased()
+    }
+}
+
+/// Unicode classes as the regex engine defines them (parsed by `regex-syntax`, so exact).
+struct CharKinds {
+    /// Shadow character of every BMP code point (surrogates: unused).
+    bmp: Vec<u8>,
+    word: Vec<(char, char)>,
+    digit: Vec<(char, char)>,
+    space: Vec<(char, char)>,
+    /// Non-ASCII characters that `(?i)` matches to an ASCII letter, with that letter (uppercase).
+    folds: Vec<(char, char)>,
+}
+
+fn class_ranges(pat: &str) -> Vec<(char, char)> {
+    use regex_syntax::hir::{Class, HirKind};
+    let Ok(hir) = regex_syntax::Parser::new().parse(pat) else {
+        return Vec::new();
+    };
+    match hir.kind() {
+        HirKind::Class(Class::Unicode(c)) => {
+            c.ranges().iter().map(|r| (r.start(), r.end())).collect()
         }
-        match chars.next() {
-            Some('b') => {}
-            Some(n) => {
-                out.push(c);
-                out.push(n);
+        _ => Vec::new(),
+    }
+}
+
+fn in_ranges(ranges: &[(char, char)], c: char) -> bool {
+    ranges
+        .binary_search_by(|&(lo, hi)| {
+            if hi < c {
+                std::cmp::Ordering::Less
+            } else if lo > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
             }
-            None => out.push(c),
+        })
+        .is_ok()
+}
+
+impl CharKinds {
+    fn build() -> CharKinds {
+        let mut folds = Vec::new();
+        for up in 'A'..='Z' {
+            for (lo, hi) in class_ranges(&format!("(?i){up}")) {
+                for c in lo..=hi {
+                    if !c.is_ascii() {
+                        folds.push((c, up));
+                    }
+                }
+            }
+        }
+        let mut k = CharKinds {
+            bmp: Vec::new(),
+            word: class_ranges(r"\w"),
+            digit: class_ranges(r"\d"),
+            space: class_ranges(r"\s"),
+            folds,
+        };
+        k.bmp = (0..=0xFFFFu32)
+            .map(|u| char::from_u32(u).map_or(1, |c| k.classify(c) as u8))
+            .collect();
+        k
+    }
+
+    fn classify(&self, c: char) -> char {
+        if let Some(&(_, up)) = self.folds.iter().find(|(f, _)| *f == c) {
+            up
+        } else if c.is_ascii() {
+            c
+        } else if in_ranges(&self.space, c) {
+            ' '
+        } else if in_ranges(&self.digit, c) {
+            '0'
+        } else if in_ranges(&self.word, c) {
+            '_'
+        } else {
+            '\x01'
         }
     }
-    out
+
+    fn shadow(&self, c: char) -> char {
+        match self.bmp.get(c as usize) {
+            Some(&b) => char::from(b),
+            None => self.classify(c),
+        }
+    }
+}
+
+fn char_kinds() -> &'static CharKinds {
+    static KINDS: OnceLock<CharKinds> = OnceLock::new();
+    KINDS.get_or_init(CharKinds::build)
 }
 
 /// Lines that look like source code: statements ending in `;` or `{`, definitions, imports.
@@ -209,37 +346,43 @@ pub fn looks_like_code(text: &str) -> bool {
     ) else {
         return false;
     };
-    r.find_iter(text).take(3).count() >= 2
+    r.find_iter(text).take(2).count() >= 2
 }
 
-fn asks_for_code(text: &str) -> bool {
-    static ASK: OnceLock<Option<Gated>> = OnceLock::new();
-    gated(
-        &ASK,
-        r"(?i)\b(write|implement|fix|debug|refactor)\b.{0,40}\b(code|function|script|program|class|method|query|regex|sql|python|javascript|typescript|rust|java|golang|c\+\+)\b",
-    )
-    .is_some_and(|r| r.is_match(text))
+const ASKS_FOR_CODE: &str = r"(?i)\b(write|implement|fix|debug|refactor)\b.{0,40}\b(code|function|script|program|class|method|query|regex|sql|python|javascript|typescript|rust|java|golang|c\+\+)\b";
+
+/// Asks for code.
+fn asks_for_code(text: &Prepared<'_>) -> bool {
+    static ASK: OnceLock<Option<regex::bytes::Regex>> = OnceLock::new();
+    shadow_re(&ASK, ASKS_FOR_CODE).is_some_and(|r| r.is_match(haystack(text, ASKS_FOR_CODE)))
 }
 
 /// LaTeX, equations with numbers, or math vocabulary.
 pub fn looks_like_math(text: &str) -> bool {
-    static LATEX: OnceLock<Option<Gated>> = OnceLock::new();
-    static EQ: OnceLock<Option<Gated>> = OnceLock::new();
-    static WORDS: OnceLock<Option<Gated>> = OnceLock::new();
-    let latex = gated(&LATEX, r"\\(frac|int|sum|sqrt|lim|prod|cdot|times|le|ge|neq|infty|pi|theta|alpha|beta)\b|\$[^$\n]{1,80}\$")
-        .is_some_and(|r| r.is_match(text));
-    let eq = gated(
-        &EQ,
-        r"\d\s*[\^*/=]\s*[\d(a-z]|[a-z]\s*\^\s*\d|\b[xyz]\s*[=+\-]\s*\d",
-    )
-    .is_some_and(|r| r.count(text) >= 1);
-    let words = gated(
-        &WORDS,
-        r"(?i)\b(solve|equation|integral|derivative|probability|theorem|prove|proof|polynomial|matrix|eigen\w*|logarithm|factorial|modulo|prime number|calculate|compute|how many|what is the value)\b",
-    )
-    .map(|r| r.count(text))
-    .unwrap_or(0);
-    latex || (eq && words >= 1) || words >= 2
+    math_on_shadow(&Prepared::new(text))
+}
+
+const LATEX: &str = r"\\(frac|int|sum|sqrt|lim|prod|cdot|times|le|ge|neq|infty|pi|theta|alpha|beta)\b|\$[^$\n]{1,80}\$";
+const EQUATION: &str = r"\d\s*[\^*/=]\s*[\d(a-z]|[a-z]\s*\^\s*\d|\b[xyz]\s*[=+\-]\s*\d";
+const MATH_WORDS: &str = r"(?i)\b(solve|equation|integral|derivative|probability|theorem|prove|proof|polynomial|matrix|eigen\w*|logarithm|factorial|modulo|prime number|calculate|compute|how many|what is the value)\b";
+
+/// [`looks_like_math`]: `latex || (equation && words >= 1) || words >= 2`, each part computed
+/// only when the answer still depends on it.
+fn math_on_shadow(text: &Prepared<'_>) -> bool {
+    static LATEX_RE: OnceLock<Option<regex::bytes::Regex>> = OnceLock::new();
+    static EQ_RE: OnceLock<Option<regex::bytes::Regex>> = OnceLock::new();
+    static WORDS_RE: OnceLock<Option<regex::bytes::Regex>> = OnceLock::new();
+    let words = shadow_re(&WORDS_RE, MATH_WORDS)
+        .map(|r| r.find_iter(haystack(text, MATH_WORDS)).take(2).count())
+        .unwrap_or(0);
+    if words >= 2 {
+        return true;
+    }
+    // every LaTeX match holds a backslash or a dollar sign
+    let cased = text.cased();
+    let latex = cased.iter().any(|&b| b == b'\\' || b == b'$')
+        && shadow_re(&LATEX_RE, LATEX).is_some_and(|r| r.is_match(cased));
+    latex || (words >= 1 && shadow_re(&EQ_RE, EQUATION).is_some_and(|r| r.is_match(cased)))
 }
 
 /// Hard domains: where small models fail more often and errors cost more.
@@ -275,24 +418,48 @@ const HARD_TERMS: &[(&str, &str)] = &[
 ];
 
 pub fn hard_domain_terms(text: &str) -> Vec<String> {
-    static COMPILED: OnceLock<Vec<(&'static str, Gated)>> = OnceLock::new();
+    hard_domain_on_shadow(&Prepared::new(text))
+}
+
+/// [`hard_domain_terms`] on a [`Prepared`] text.
+fn hard_domain_on_shadow(text: &Prepared<'_>) -> Vec<String> {
+    static COMPILED: OnceLock<Vec<(&'static str, &'static str, regex::bytes::Regex)>> =
+        OnceLock::new();
     let compiled = COMPILED.get_or_init(|| {
         HARD_TERMS
             .iter()
-            .filter_map(|(d, p)| Gated::new(p).map(|r| (*d, r)))
+            .filter_map(|(d, p)| {
+                regex::bytes::Regex::new(&shadow_pattern(p))
+                    .ok()
+                    .map(|r| (*d, *p, r))
+            })
             .collect()
     });
     compiled
         .iter()
-        .filter(|(_, r)| r.is_match(text))
-        .map(|(d, _)| d.to_string())
+        .filter(|(_, p, r)| r.is_match(haystack(text, p)))
+        .map(|(d, _, _)| d.to_string())
         .collect()
 }
 
 /// Script of the text, and English vs other Latin-script languages by stop words.
 pub fn language(text: &str) -> &'static str {
     let (mut latin, mut cjk, mut cyr, mut arabic, mut deva, mut other) = (0usize, 0, 0, 0, 0, 0);
-    for c in text.chars().take(4000) {
+    // the first 4,000 characters (ASCII bytes counted without decoding)
+    let bytes = text.as_bytes();
+    let (mut i, mut seen) = (0usize, 0usize);
+    while i < bytes.len() && seen < 4000 {
+        seen += 1;
+        let b = bytes[i];
+        if b.is_ascii() {
+            latin += usize::from(b.is_ascii_alphabetic());
+            i += 1;
+            continue;
+        }
+        let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
+            break;
+        };
+        i += c.len_utf8();
         if !c.is_alphabetic() {
             continue;
         }
@@ -328,26 +495,100 @@ pub fn language(text: &str) -> &'static str {
         "the", "and", "is", "of", "to", "what", "a", "in", "for", "how", "you", "that", "with",
         "are", "this", "it", "which",
     ];
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphabetic())
-        .filter(|w| !w.is_empty())
-        .take(400)
-        .map(|w| w.to_lowercase())
-        .collect();
-    if words.is_empty() {
+    // the first 400 words (runs of alphabetic characters); a word is English when its lowercase
+    // form is in EN (ASCII words compared without allocating)
+    let (mut n_words, mut en) = (0usize, 0usize);
+    for w in alphabetic_words(text).take(400) {
+        n_words += 1;
+        let is_en = if w.is_ascii() {
+            is_en_word(w)
+        } else {
+            EN.contains(&w.to_lowercase().as_str())
+        };
+        en += usize::from(is_en);
+    }
+    if n_words == 0 {
         return "en";
     }
-    let en = words.iter().filter(|w| EN.contains(&w.as_str())).count();
-    if en * 12 >= words.len() || words.len() < 4 {
+    if en * 12 >= n_words || n_words < 4 {
         "en"
     } else {
         "latin"
     }
 }
 
+/// `w` (ASCII) lowercased is one of `language`'s English stop words.
+fn is_en_word(w: &str) -> bool {
+    let mut buf = [0u8; 5];
+    let Some(dst) = buf.get_mut(..w.len()) else {
+        return false;
+    };
+    dst.copy_from_slice(w.as_bytes());
+    dst.make_ascii_lowercase();
+    matches!(
+        &*dst,
+        b"the"
+            | b"and"
+            | b"is"
+            | b"of"
+            | b"to"
+            | b"what"
+            | b"a"
+            | b"in"
+            | b"for"
+            | b"how"
+            | b"you"
+            | b"that"
+            | b"with"
+            | b"are"
+            | b"this"
+            | b"it"
+            | b"which"
+    )
+}
+
+/// Maximal runs of alphabetic characters: `text.split(|c| !c.is_alphabetic())` without the
+/// empty pieces, with ASCII bytes classified without decoding.
+fn alphabetic_words(text: &str) -> impl Iterator<Item = &str> {
+    let bytes = text.as_bytes();
+    let mut i = 0usize;
+    // (is alphabetic, byte length) of the character at `at`
+    let char_at = move |at: usize| -> (bool, usize) {
+        let b = bytes[at];
+        if b.is_ascii() {
+            return (b.is_ascii_alphabetic(), 1);
+        }
+        text.get(at..)
+            .and_then(|t| t.chars().next())
+            .map_or((false, 1), |c| (c.is_alphabetic(), c.len_utf8()))
+    };
+    std::iter::from_fn(move || {
+        while i < bytes.len() {
+            let (alpha, len) = char_at(i);
+            if alpha {
+                break;
+            }
+            i += len;
+        }
+        if i >= bytes.len() {
+            return None;
+        }
+        let start = i;
+        while i < bytes.len() {
+            let (alpha, len) = char_at(i);
+            if !alpha {
+                break;
+            }
+            i += len;
+        }
+        text.get(start..i)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
     use serde_json::json;
 
     fn sig(body: serde_json::Value) -> Signals {
@@ -382,11 +623,69 @@ mod tests {
         assert!(!s.math && !s.code && s.hard_domain.is_empty());
     }
 
+    /// Every keyword pattern: the Unicode regex on the text must agree with the production
+    /// matcher ([`shadow_re`], ASCII mode) on the text's shadow.
+    fn shadowed_patterns() -> Vec<&'static str> {
+        let mut p: Vec<&str> = HARD_TERMS.iter().map(|(_, p)| *p).collect();
+        p.extend([LATEX, EQUATION, MATH_WORDS, ASKS_FOR_CODE]);
+        p
+    }
+
+    fn same_on_shadow(t: &str) {
+        type Pair = (&'static str, Regex, regex::bytes::Regex);
+        static COMPILED: OnceLock<Vec<Pair>> = OnceLock::new();
+        let compiled = COMPILED.get_or_init(|| {
+            shadowed_patterns()
+                .into_iter()
+                .map(|p| {
+                    let fast = regex::bytes::Regex::new(&shadow_pattern(p)).unwrap();
+                    (p, Regex::new(p).unwrap(), fast)
+                })
+                .collect()
+        });
+        let shadow = ascii_shadow(t);
+        assert!(shadow.is_ascii());
+        assert_eq!(shadow.chars().count(), t.chars().count());
+        let prepared = Prepared::new(t);
+        for (p, full, fast) in compiled {
+            let b = haystack(&prepared, p);
+            assert_eq!(fast.is_match(b), full.is_match(t), "{p} on {t:?}");
+            assert_eq!(
+                fast.find_iter(b).count(),
+                full.find_iter(t).count(),
+                "{p} on {t:?}"
+            );
+        }
+        // and the functions built on them
+        let count = |p: &str| {
+            compiled
+                .iter()
+                .find(|(q, _, _)| *q == p)
+                .map_or(0, |(_, full, _)| full.find_iter(t).count())
+        };
+        let want_hard: Vec<String> = HARD_TERMS
+            .iter()
+            .filter(|(_, p)| count(p) > 0)
+            .map(|(d, _)| d.to_string())
+            .collect();
+        assert_eq!(hard_domain_terms(t), want_hard, "{t:?}");
+        let words = count(MATH_WORDS);
+        let want_math = count(LATEX) > 0 || (count(EQUATION) > 0 && words >= 1) || words >= 2;
+        assert_eq!(looks_like_math(t), want_math, "{t:?}");
+        assert_eq!(asks_for_code(&prepared), count(ASKS_FOR_CODE) > 0, "{t:?}");
+    }
+
     #[test]
-    fn gated_regexes_match_like_the_full_ones() {
-        assert_eq!(
-            strip_word_boundaries(r"\\(beta)\b|\bx\\b"),
-            r"\\(beta)|x\\b"
+    fn keyword_regexes_match_on_the_shadow_like_on_the_text() {
+        // no pattern may contain uppercase letters (see `ascii_shadow` and `Prepared`), and the
+        // case-insensitive ones say so only by a leading `(?i)`
+        for p in shadowed_patterns() {
+            assert!(!p.chars().any(|c| c.is_ascii_uppercase()), "{p}");
+            assert!(!p.trim_start_matches("(?i)").contains("(?"), "{p}");
+        }
+        let kinds = char_kinds();
+        assert!(
+            kinds.folds.contains(&('\u{17F}', 'S')) && kinds.folds.contains(&('\u{212A}', 'K'))
         );
         let texts = [
             "The plaintiff’s statute — naïve café: prove the theorem, how many? x = 3",
@@ -395,14 +694,173 @@ mod tests {
             "quantum entropy ≠ ſtatute Kelvin-sign \u{212A}ernel $x^2$ \\frac{1}{2}",
             "plaintiffé éplaintiff é plaintiff é",
             "ordinary ascii text without anything",
+            "x\u{a0}=\u{a0}3 and ٣ ^ 2, \\ſum, \\\u{212A}, eigenvalue\u{301}s, prove\u{301} proof_x",
+            "write\u{2028}a function — 写一个 function in rust 😀 (how many?)",
         ];
         for t in texts {
-            for (_, p) in HARD_TERMS {
-                let full = Regex::new(p).unwrap();
-                let g = Gated::new(p).unwrap();
-                assert_eq!(g.is_match(t), full.is_match(t), "{p} on {t:?}");
-                assert_eq!(g.count(t), full.find_iter(t).count(), "{p} on {t:?}");
+            same_on_shadow(t);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keyword_regexes_match_on_random_shadows(parts in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::sample::select(vec![
+                    "plaintiff", "prove", "PROOF", "x = 3", "2^x", "\\frac", "\\pi", "$x^2$",
+                    "eigen", "write a", "function", "c++", "how many", "symptom", "entropy",
+                    " ", "\n", "_", "7",
+                ]).prop_map(str::to_string),
+                "[ſ\u{212A}éÉ’—\u{a0}\u{2028}\u{301}٣中😀ß\u{3000}]{1,2}",
+                "\\PC{1,3}",
+            ],
+            0..24,
+        )) {
+            same_on_shadow(&parts.concat());
+        }
+    }
+
+    #[test]
+    fn token_counts_are_the_counts_of_the_pieces() {
+        let long = "Explain why the sky is blue, in detail. ".repeat(20);
+        let bodies = [
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi there"}]}),
+            json!({"model": "auto", "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": long},
+                {"role": "assistant", "content": "Because of Rayleigh scattering."},
+                {"role": "user", "name": "bob", "content": [{"type": "text", "text": "And at sunset?"}, {"type": "image_url", "image_url": {"url": "x"}}, {"type": "text", "text": "Short answer ’please’."}]},
+                {"role": "assistant", "content": null, "tool_calls": [{"type": "function", "function": {"name": "lookup", "arguments": "{\"q\": \"sunset\"}"}}]},
+                {"role": "tool", "content": "red light"}
+            ], "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]}),
+        ];
+        for body in bodies {
+            let v = RequestView::chat(&body).unwrap();
+            let s = Signals::compute(&v, &Hints::default());
+            assert_eq!(s.prompt_tokens, tokens::count_messages(&v.messages));
+            assert_eq!(s.tool_tokens, tokens::count_tools(&v.tools));
+            let o200k = bpe_openai::o200k_base();
+            assert_eq!(s.last_user_tokens, o200k.count(v.last_user_text()));
+            let mut by_hand = tokens::REPLY_PRIMING;
+            for m in &v.messages {
+                by_hand += tokens::PER_MESSAGE;
+                by_hand += o200k.count(m["role"].as_str().unwrap());
+                if let Some(n) = m.get("name").and_then(|n| n.as_str()) {
+                    by_hand += o200k.count(n) + 1;
+                }
+                by_hand += o200k.count(tokens::content_text(&m["content"]).as_str());
+                for c in m
+                    .get("tool_calls")
+                    .and_then(|c| c.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    by_hand += tokens::PER_MESSAGE
+                        + o200k.count(c["function"]["name"].as_str().unwrap())
+                        + o200k.count(c["function"]["arguments"].as_str().unwrap());
+                }
             }
+            assert_eq!(s.prompt_tokens, by_hand);
+        }
+        // a hand-built view whose turn text differs from its message: counted separately
+        let mut v = RequestView::chat(
+            &json!({"model": "auto", "messages": [{"role": "user", "content": "one two"}]}),
+        )
+        .unwrap();
+        v.turns[0].text = "one two three four".into();
+        let s = Signals::compute(&v, &Hints::default());
+        assert_eq!(s.last_user_tokens, 4);
+        assert_eq!(s.prompt_tokens, tokens::count_messages(&v.messages));
+    }
+
+    /// `language` as it was written first (allocating), the reference for the faster one.
+    fn language_reference(text: &str) -> &'static str {
+        let (mut latin, mut cjk, mut cyr, mut arabic, mut deva, mut other) =
+            (0usize, 0, 0, 0, 0, 0);
+        for c in text.chars().take(4000) {
+            if !c.is_alphabetic() {
+                continue;
+            }
+            match c as u32 {
+                0x0041..=0x024F => latin += 1,
+                0x0400..=0x04FF => cyr += 1,
+                0x0600..=0x06FF => arabic += 1,
+                0x0900..=0x097F => deva += 1,
+                0x3040..=0x30FF | 0x3400..=0x9FFF | 0xAC00..=0xD7AF => cjk += 1,
+                _ => other += 1,
+            }
+        }
+        let total = latin + cjk + cyr + arabic + deva + other;
+        if total == 0 {
+            return "en";
+        }
+        let max = [latin, cjk, cyr, arabic, deva, other]
+            .into_iter()
+            .max()
+            .unwrap();
+        if max == cjk && cjk * 5 >= total {
+            return "cjk";
+        }
+        if max != latin {
+            return match max {
+                m if m == cyr => "cyrillic",
+                m if m == arabic => "arabic",
+                m if m == deva => "devanagari",
+                _ => "other",
+            };
+        }
+        const EN: &[&str] = &[
+            "the", "and", "is", "of", "to", "what", "a", "in", "for", "how", "you", "that", "with",
+            "are", "this", "it", "which",
+        ];
+        let words: Vec<String> = text
+            .split(|c: char| !c.is_alphabetic())
+            .filter(|w| !w.is_empty())
+            .take(400)
+            .map(|w| w.to_lowercase())
+            .collect();
+        if words.is_empty() {
+            return "en";
+        }
+        let en = words.iter().filter(|w| EN.contains(&w.as_str())).count();
+        if en * 12 >= words.len() || words.len() < 4 {
+            "en"
+        } else {
+            "latin"
+        }
+    }
+
+    #[test]
+    fn en_words() {
+        for w in ["the", "THE", "Which", "a", "it", "iT"] {
+            assert!(is_en_word(w), "{w}");
+        }
+        for w in ["", "thee", "whiches", "b", "th"] {
+            assert!(!is_en_word(w), "{w}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn language_matches_the_reference(parts in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::sample::select(vec![
+                    " the", " THE", " Is", " which", " a", " ok", " la", " de", "é", "İs", "\u{212A}",
+                    " и", " 中文", " ئ", " क", " 😀", "\n", ", ",
+                ]).prop_map(str::to_string),
+                "\\PC{1,4}",
+            ],
+            0..60,
+        )) {
+            let t = parts.concat();
+            proptest::prop_assert_eq!(language(&t), language_reference(&t));
+        }
+
+        #[test]
+        fn alphabetic_words_are_the_split(t in "([ -~\n]|\\PC){0,60}") {
+            let want: Vec<&str> = t.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()).collect();
+            let got: Vec<&str> = alphabetic_words(&t).collect();
+            proptest::prop_assert_eq!(got, want);
         }
     }
 

@@ -1,7 +1,12 @@
 //! Decision latency of the learned router on a ~1,000-token prompt, one thread:
 //! - `estimate/no-embed`: featurize (word scan, hashing) + difficulty + per-tier estimates, from
 //!   the request's signals (what `decide` adds on top of the signals the gateway computes anyway);
-//! - `signals+estimate/no-embed`: the same plus `Signals::compute` (two o200k passes);
+//! - `signals+estimate/no-embed`: the same plus `Signals::compute` (one o200k pass), the
+//!   decision issue 4 budgets (≤ 50 µs p99 including tokenization); the prompt is the same every
+//!   iteration, so repeated long texts hit the token-count memo as they do in a gateway;
+//! - `signals+estimate/no-embed/fresh`: a prompt never seen before every iteration (a new number
+//!   in front of the same 1k tokens): the whole-text memo misses, pieces hit;
+//! - `signals/…`: the parts of `Signals::compute` alone (tokens, scans), to see where time goes;
 //! - `estimate/embed`: with the static embedding model, when `router/embed/tokenlearn-static-model-0.1.1` (or
 //!   `$TIERWISE_EMBED_DIR`) holds it and the router file has an embedding model.
 //!
@@ -67,15 +72,20 @@ fn bench(c: &mut Criterion) {
         .map(PathBuf::from)
         .unwrap_or_else(|_| root().join("router/default.json"));
     let text = std::fs::read_to_string(&file).unwrap_or_default();
-    let Ok(router) = LearnedRouter::from_json(&text) else {
-        eprintln!("no router file at {}", file.display());
-        return;
-    };
     let p = prompt();
     let body = json!({"model": "auto", "messages": [{"role": "user", "content": p}]});
     let view = RequestView::chat(&body).unwrap_or_else(|_| unreachable!());
     let hints = Hints::default();
     let signals = Signals::compute(&view, &hints);
+    let mut g = c.benchmark_group("learned");
+    signal_benches(&mut g, &p, &view, &hints);
+    let router = match LearnedRouter::from_json(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("no router from {}: {e}", file.display());
+            return;
+        }
+    };
     eprintln!(
         "prompt: {} tokens; model: {}",
         signals.prompt_tokens,
@@ -100,7 +110,26 @@ fn bench(c: &mut Criterion) {
     pct("estimate/no-embed", &|| {
         router.estimate(&view, &signals, &tiers)
     });
-    let mut g = c.benchmark_group("learned");
+    pct("signals+estimate/no-embed", &|| {
+        let s = Signals::compute(&view, &hints);
+        router.estimate(&view, &s, &tiers)
+    });
+    // distinct prompts, each seen once per 3000 calls (more than fit in nothing but the memo)
+    let fresh: Vec<RequestView> = (0..3000)
+        .map(|i| {
+            let b = json!({"model": "auto", "messages": [{"role": "user", "content": format!("Request {i}: {p}")}]});
+            RequestView::chat(&b).unwrap_or_else(|_| unreachable!())
+        })
+        .collect();
+    let next = std::cell::Cell::new(0usize);
+    let fresh_call = || {
+        let i = next.get();
+        next.set((i + 1) % fresh.len());
+        let v = &fresh[i];
+        let s = Signals::compute(v, &hints);
+        router.estimate(v, &s, &tiers)
+    };
+    pct("signals+estimate/no-embed/fresh", &fresh_call);
     g.bench_function("estimate/no-embed", |b| {
         b.iter(|| router.estimate(&view, &signals, &tiers))
     });
@@ -110,6 +139,11 @@ fn bench(c: &mut Criterion) {
             router.estimate(&view, &s, &tiers)
         })
     });
+    g.bench_function("signals+estimate/no-embed/fresh", |b| b.iter(fresh_call));
+    if std::env::var_os("TIERWISE_BENCH_NO_EMBED").is_some() {
+        g.finish();
+        return;
+    }
     let dir = std::env::var_os("TIERWISE_EMBED_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("router/embed/tokenlearn-static-model-0.1.1"));
@@ -129,6 +163,53 @@ fn bench(c: &mut Criterion) {
         g.bench_function("embed-only", |b| b.iter(|| e.embed(&p)));
     }
     g.finish();
+}
+
+/// `Signals::compute` and its parts alone: where the time of a decision goes.
+fn signal_benches(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    p: &str,
+    view: &RequestView,
+    hints: &Hints,
+) {
+    let pct = |name: &str, f: &dyn Fn()| {
+        let mut t: Vec<f64> = (0..3000)
+            .map(|_| {
+                let s = std::time::Instant::now();
+                f();
+                s.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        eprintln!(
+            "{name}: p50 {:.1} µs, p99 {:.1} µs (3000 calls)",
+            t[1500], t[2970]
+        );
+    };
+    pct("signals/compute", &|| {
+        std::hint::black_box(Signals::compute(view, hints));
+    });
+    g.bench_function("signals/compute", |b| {
+        b.iter(|| Signals::compute(view, hints))
+    });
+    g.bench_function("signals/tokens::count", |b| {
+        b.iter(|| tierwise_core::tokens::count(p))
+    });
+    g.bench_function("signals/o200k-encode", |b| {
+        b.iter(|| tierwise_core::tokens::encode(p).len())
+    });
+    g.bench_function("signals/code", |b| {
+        b.iter(|| tierwise_core::signals::looks_like_code(p))
+    });
+    g.bench_function("signals/math", |b| {
+        b.iter(|| tierwise_core::signals::looks_like_math(p))
+    });
+    g.bench_function("signals/hard_domain", |b| {
+        b.iter(|| tierwise_core::signals::hard_domain_terms(p))
+    });
+    g.bench_function("signals/language", |b| {
+        b.iter(|| tierwise_core::signals::language(p))
+    });
 }
 
 criterion_group!(benches, bench);
