@@ -15,10 +15,13 @@
 //! - [`store`]: rows of tierwise's request log as call-log lines.
 //! - [`report`]: prices the sums (exact `Decimal`) into the [`report::Report`] `--json` prints.
 //! - [`render`]: terminal tables; [`html`]: the self-contained HTML page with SVG charts.
+//! - [`cascade_replay`]: opt-in (`--cascade`) second pass scoring the logged answers with the
+//!   cascade's scorer (JSON key `cascade_replay`).
 
 pub mod agg;
 pub mod cache_sim;
 pub mod call;
+pub mod cascade_replay;
 pub mod category;
 pub mod engine;
 pub mod error;

@@ -362,6 +362,9 @@ pub fn render(r: &Report, color: bool) -> String {
             out.push_str(&format!("  {}:{}: {}\n", m.source, m.line, m.error));
         }
     }
+    if let Some(c) = &r.cascade_replay {
+        out.push_str(&crate::cascade_replay::render(c));
+    }
     if !r.notes.is_empty() {
         out.push_str("\nNotes\n");
         for n in &r.notes {

@@ -48,6 +48,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage_export: Option<ExportReport>,
     pub notes: Vec<String>,
+    /// `--cascade`: the cascade scorer over the logged answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cascade_replay: Option<crate::cascade_replay::CascadeReplay>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -726,6 +729,7 @@ pub fn build(totals: &Totals, policy: &Policy, options: &Options) -> Result<Repo
         filtered_requests: totals.filtered,
         usage_export,
         notes,
+        cascade_replay: None,
     })
 }
 

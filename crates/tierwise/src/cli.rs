@@ -101,6 +101,10 @@ pub struct AuditArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Also replay the cascade: score the logged answers with the cascade's scorer (a second
+    /// pass over the JSONL call logs; JSON key `cascade_replay`).
+    #[arg(long)]
+    pub cascade: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -221,6 +225,13 @@ pub struct CalibrateArgs {
     /// Print the thresholds without writing the config.
     #[arg(long)]
     pub dry_run: bool,
+    /// Fit the cascade's plan (tiers called + per-tier thresholds; target quality=F or
+    /// budget=F, F a fraction of the strongest tier's quality / cost) into [routing.cascade].
+    #[arg(long)]
+    pub cascade: bool,
+    /// With --cascade: answer-scorer file (default: the config's, else the shipped one).
+    #[arg(long, requires = "cascade")]
+    pub scorer: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }

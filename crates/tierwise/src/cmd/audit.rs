@@ -48,7 +48,17 @@ pub fn run(args: AuditArgs) -> anyhow::Result<Status> {
         bar.set_message(format!("auditing: {calls} calls"));
     });
     bar.finish_and_clear();
-    let report = report?;
+    let mut report = report?;
+    if args.cascade {
+        let setup = tierwise_audit::cascade_replay::Setup::from_config(&config)?;
+        report.cascade_replay = Some(tierwise_audit::cascade_replay::replay(
+            &inputs,
+            &setup,
+            &config.catalog,
+            options.since_ms,
+            options.until_ms,
+        )?);
+    }
     if let Some(path) = &args.html {
         std::fs::write(path, html::render(&report))
             .with_context(|| format!("cannot write {}", path.display()))?;

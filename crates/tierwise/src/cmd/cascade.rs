@@ -2,6 +2,7 @@
 //! combined) and `tierwise train --cascade` (fit the answer scorer).
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,7 +24,7 @@ use super::eval::{
     DEFAULT_FEATURES, DEFAULT_FEATURES_NO_EMBED, describe_data, load_data, load_embedder,
     load_router,
 };
-use crate::cli::{EvalArgs, TrainArgs};
+use crate::cli::{CalibrateArgs, EvalArgs, TrainArgs};
 use crate::output::{self, Status};
 
 /// The combined policy skips a tier below the top when the router's estimate for it is below this.
@@ -254,8 +255,10 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
     let all_ids: Vec<usize> = (0..ds.rows.len()).collect();
 
     // per-row cascade scores (full ladder walk), and the scorer that made them
-    // folds of the scorer: by row id (--cv K) or by category (--leave-category-out)
-    let groups: Option<(Vec<usize>, Vec<String>, String)> = if args.leave_category_out {
+    // folds of the scorer: by row id (--cv K) or by category (--leave-category-out, or
+    // --cv-by category as for the router)
+    let lco = args.leave_category_out || args.cv_by.as_deref() == Some("category");
+    let groups: Option<(Vec<usize>, Vec<String>, String)> = if lco {
         let name = |r: &tierwise_eval::data::Row| {
             r.category.clone().unwrap_or_else(|| "(none)".to_string())
         };
@@ -495,7 +498,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
             .map(|o| cascade::optimise_report(&set, &ds, &subs, o))
             .collect()
     };
-    let leave_category_out = match (&group_names, &folds, args.leave_category_out) {
+    let leave_category_out = match (&group_names, &folds, lco) {
         (Some(names), Some(f), true) if !subs.is_empty() => {
             cascade::held_out(&set, &subs, &paths, f, names, HELD_OUT_TARGET)
         }
@@ -645,6 +648,168 @@ pub fn train(args: TrainArgs) -> anyhow::Result<Status> {
             lines.push(format!("    {n:<22} {w:+.4}"));
         }
         lines.push(format!("  total {:.1} s", started.elapsed().as_secs_f64()));
+        output::out(&lines.join("\n"));
+    }
+    Ok(Status::Success)
+}
+
+/// `tierwise calibrate --cascade --data DIR --target quality=F|budget=F`: the FrugalGPT-style
+/// plan (which tiers to call, the threshold of each) fitted on recorded responses, written into
+/// the config's `[routing.cascade]` (`ladder`, `thresholds`, and `max_attempts` if too small).
+/// The data's response models stand in for the config's tiers, cheapest first (`--models`).
+pub fn calibrate(args: CalibrateArgs) -> anyhow::Result<Status> {
+    let objective = {
+        let (k, v) = args
+            .target
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--target: expected quality=F or budget=F"))?;
+        let f: f64 = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|f: &f64| *f > 0.0 && *f <= 1.0)
+            .ok_or_else(|| anyhow::anyhow!("--target: {v:?} is not a fraction in (0, 1]"))?;
+        match k.trim() {
+            "quality" => Objective::Quality(f),
+            "budget" => Objective::Budget(f),
+            other => {
+                anyhow::bail!("--target: {other:?} is not a cascade target (quality=F or budget=F)")
+            }
+        }
+    };
+    let path: Option<PathBuf> = args
+        .config
+        .clone()
+        .or_else(|| Some(PathBuf::from("tierwise.toml")).filter(|p| p.is_file()));
+    if path.is_none() && !args.dry_run {
+        anyhow::bail!(
+            "no config to write: pass --config FILE (or run where tierwise.toml is), or --dry-run"
+        );
+    }
+    let config = super::load_config(path.as_deref())?;
+    let tiers: Vec<String> = config
+        .catalog
+        .tiers()
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    let ds = load_data(&args.data, args.split.as_deref(), args.json)?;
+    let models = args
+        .models
+        .clone()
+        .unwrap_or_else(|| cascade::response_models(&ds));
+    if models.len() != tiers.len() {
+        anyhow::bail!(
+            "{} data models ({}) for {} config tiers; name one per tier, cheapest first, with --models",
+            models.len(),
+            models.join(", "),
+            tiers.len()
+        );
+    }
+    let (scorer, scorer_name) = match args.scorer.as_ref().or(config
+        .routing
+        .cascade
+        .scorer
+        .as_ref())
+    {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("scorer file {}", p.display()))?;
+            (
+                Scorer::from_json(&text).with_context(|| format!("scorer {}", p.display()))?,
+                p.display().to_string(),
+            )
+        }
+        None => (
+            Scorer::shipped().context("shipped scorer")?,
+            "default (router/cascade.json)".to_string(),
+        ),
+    };
+    let set = CascadeSet::new(&ds, &models)?;
+    if set.ladder.tiers() > 4 {
+        anyhow::bail!("the per-tier plan search handles 2–4 tiers");
+    }
+    let scorers = Scorers::one(scorer, set.ladder.rows.len());
+    let subs = cascade::sub_ladders(&set, &scorers);
+    let o = cascade::optimise_report(&set, &ds, &subs, objective);
+    let Some(choice) = o.choice.clone() else {
+        anyhow::bail!(
+            "no plan meets {} on {} ({} rows)",
+            objective.label(),
+            ds.name,
+            set.ladder.rows.len()
+        );
+    };
+    let ladder: Vec<String> = choice.tiers.iter().map(|&t| tiers[t].clone()).collect();
+    let written = match (&path, args.dry_run) {
+        (Some(p), false) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            let comment = format!(
+                "calibrated by `tierwise calibrate --cascade --target {}` on {} ({} rows; stand-ins {})",
+                args.target,
+                ds.name,
+                set.ladder.rows.len(),
+                models.join(", ")
+            );
+            let new = tierwise_eval::config_edit::set_cascade_plan(
+                &text,
+                &ladder,
+                &choice.thresholds,
+                config.routing.cascade.max_attempts,
+                &comment,
+            )?;
+            std::fs::write(p, new).with_context(|| format!("cannot write {}", p.display()))?;
+            Some(p.display().to_string())
+        }
+        _ => None,
+    };
+    if args.json {
+        output::json(&json!({
+            "cascade_plan": o,
+            "ladder": ladder,
+            "tiers": tiers,
+            "stand_ins": models,
+            "scorer": scorer_name,
+            "data": ds.name,
+            "rows": set.ladder.rows.len(),
+            "written": written,
+        }))?;
+    } else {
+        let steps: Vec<String> = ladder
+            .iter()
+            .zip(&choice.thresholds)
+            .enumerate()
+            .map(|(i, (t, x))| {
+                if i + 1 == ladder.len() {
+                    t.clone()
+                } else {
+                    format!("{t} (accept p > {x:.3})")
+                }
+            })
+            .collect();
+        let mut lines = vec![format!(
+            "cascade plan for {}: {} ({} rows of {}, scorer {scorer_name}; stand-ins {})",
+            o.label,
+            steps.join(" → "),
+            set.ladder.rows.len(),
+            ds.name,
+            models.join(", ")
+        )];
+        for (name, p) in [("in-sample", &o.in_sample), ("out-of-fold", &o.out_of_fold)] {
+            if let Some(p) = p {
+                lines.push(format!(
+                    "  {name:<12} quality {:.1}% of the strongest, cost {:.1}% of always-strongest, {:.1}% reach the strongest",
+                    p.quality_rel * 100.0,
+                    p.cost_rel * 100.0,
+                    p.strong_share * 100.0
+                ));
+            }
+        }
+        lines.push(match &written {
+            Some(p) => format!("  written to {p} ([routing.cascade] ladder, thresholds)"),
+            None => "  not written (--dry-run)".into(),
+        });
         output::out(&lines.join("\n"));
     }
     Ok(Status::Success)
