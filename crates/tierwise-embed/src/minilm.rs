@@ -18,6 +18,8 @@ use crate::{EmbedError, Tensor, as_f32, read_safetensors};
 
 /// Longest input in tokens (special tokens included); longer texts are truncated.
 pub const MAX_TOKENS: usize = 128;
+/// Texts per batch in [`MiniLm::embed_parallel`].
+pub const BATCH: usize = 32;
 
 #[derive(Deserialize)]
 struct BertConfig {
@@ -319,6 +321,45 @@ impl MiniLm {
             .unwrap_or_default()
     }
 
+    /// Embeddings of many texts in batches of [`BATCH`], on up to `threads` threads (scoped;
+    /// results in input order).
+    pub fn embed_parallel(&self, texts: &[&str], threads: usize) -> Vec<Vec<f32>> {
+        let chunks: Vec<&[&str]> = texts.chunks(BATCH).collect();
+        let threads = threads.clamp(1, chunks.len().max(1));
+        if threads == 1 {
+            return chunks.iter().flat_map(|c| self.embed_batch(c)).collect();
+        }
+        // Pre-filled with empty vectors: a failed thread leaves its texts without one, never
+        // shifts the others.
+        let mut parts: Vec<Vec<Vec<f32>>> =
+            chunks.iter().map(|c| vec![Vec::new(); c.len()]).collect();
+        std::thread::scope(|scope| {
+            let mut handles = Vec::with_capacity(threads);
+            for t in 0..threads {
+                let chunks = &chunks;
+                handles.push(scope.spawn(move || {
+                    chunks
+                        .iter()
+                        .enumerate()
+                        .skip(t)
+                        .step_by(threads)
+                        .map(|(i, c)| (i, self.embed_batch(c)))
+                        .collect::<Vec<_>>()
+                }));
+            }
+            for h in handles {
+                if let Ok(done) = h.join() {
+                    for (i, part) in done {
+                        if let Some(slot) = parts.get_mut(i) {
+                            *slot = part;
+                        }
+                    }
+                }
+            }
+        });
+        parts.into_iter().flatten().collect()
+    }
+
     /// Embeddings of many texts: the dense layers run once over all their tokens.
     pub fn embed_batch(&self, texts: &[&str]) -> Vec<Vec<f32>> {
         let seqs: Vec<Vec<usize>> = texts.iter().map(|t| self.ids(t)).collect();
@@ -451,11 +492,11 @@ mod tests {
         let r: Vec<(String, Vec<f32>)> =
             serde_json::from_str(&std::fs::read_to_string(reference).unwrap()).unwrap();
         let texts: Vec<&str> = r.iter().map(|(t, _)| t.as_str()).collect();
-        let batch = m.embed_batch(&texts);
+        let batch = m.embed_parallel(&texts, 2);
         for ((t, want), got) in r.iter().zip(&batch) {
             let dot: f32 = want.iter().zip(got).map(|(a, b)| a * b).sum();
             assert!(dot > 0.9999, "{t}: cosine to reference {dot}");
-            let one = m.embed(t);
+            let one = m.embed_parallel(&[t], 1).remove(0);
             let same: f32 = one.iter().zip(got).map(|(a, b)| a * b).sum();
             assert!(same > 0.99999, "{t}: one at a time vs batched {same}");
         }

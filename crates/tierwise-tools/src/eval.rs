@@ -21,7 +21,7 @@ use crate::query::{Method, Query, rank};
 use crate::select::{Policy, select_ranked};
 
 /// Values of k on the curve (those above the largest tool list are dropped).
-pub const CURVE_KS: [usize; 17] = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128];
+pub const CURVE_KS: [usize; 18] = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 72, 96, 128];
 
 /// A data set that cannot be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +273,8 @@ pub struct EvalOptions {
     pub threshold: usize,
     /// Ignore `candidates` and select from the whole catalog.
     pub whole_catalog: bool,
+    /// Where tool vectors are cached ([`crate::embed_cache`]); `None`: not cached.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 /// One point of the curve over k.
@@ -342,7 +344,10 @@ pub fn evaluate(
 ) -> Report {
     crate::warm_up();
     let t0 = Instant::now();
-    let catalog = ToolIndex::build_with(&data.tools, embedder);
+    let catalog = match embedder {
+        Some(e) => crate::embed_cache::build(&data.tools, e, opts.cache_dir.as_deref()),
+        None => ToolIndex::build(&data.tools),
+    };
     let index_build_ms = t0.elapsed().as_secs_f64() * 1e3;
     let by_name: std::collections::HashMap<&str, usize> = data
         .tools
@@ -371,12 +376,25 @@ pub fn evaluate(
         let local;
         let index = match (&q.candidates, opts.whole_catalog) {
             (Some(c), false) => {
-                let tools: Vec<Value> = c
+                let positions: Vec<usize> = c
                     .iter()
-                    .filter_map(|n| by_name.get(n.as_str()))
+                    .filter_map(|n| by_name.get(n.as_str()).copied())
+                    .filter(|&i| i < data.tools.len())
+                    .collect();
+                let tools: Vec<Value> = positions
+                    .iter()
                     .filter_map(|&i| data.tools.get(i).cloned())
                     .collect();
-                local = ToolIndex::build_with(&tools, embedder);
+                let mut built = ToolIndex::build(&tools);
+                // The catalog's vectors, not a second embedding of the same tools.
+                if let Some(v) = catalog.vectors() {
+                    let vectors = positions
+                        .iter()
+                        .map(|&i| v.get(i).cloned().unwrap_or_default())
+                        .collect();
+                    built.set_vectors(vectors);
+                }
+                local = built;
                 &local
             }
             _ => &catalog,

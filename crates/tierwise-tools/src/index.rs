@@ -88,6 +88,16 @@ pub struct ToolIndex {
 pub trait TextEmbedder {
     /// A vector for `text` (any length; compared by cosine).
     fn embed_text(&self, text: &str) -> Vec<f32>;
+
+    /// Vectors of many texts, in order (default: one at a time; a model may batch them).
+    fn embed_texts(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        texts.iter().map(|t| self.embed_text(t)).collect()
+    }
+
+    /// Names the model for caches of tool vectors; empty (the default): never cached.
+    fn model_id(&self) -> String {
+        String::new()
+    }
 }
 
 /// Name, description and parameters of a function tool in either API's shape.
@@ -244,19 +254,7 @@ impl ToolIndex {
             })
             .collect();
 
-        let vectors = embedder.map(|e| {
-            entries
-                .iter()
-                .map(|entry| match (&entry.status, &entry.name) {
-                    (ToolStatus::Indexed, Some(name)) => {
-                        unit(e.embed_text(&embedding_text(name, &entry.description)))
-                    }
-                    _ => Vec::new(),
-                })
-                .collect()
-        });
-
-        ToolIndex {
+        let mut index = ToolIndex {
             entries,
             by_name,
             vocab,
@@ -264,8 +262,57 @@ impl ToolIndex {
             postings,
             doc_len,
             avg_len,
-            vectors,
+            vectors: None,
+        };
+        if let Some(e) = embedder {
+            let texts = index.embedding_texts();
+            let wanted: Vec<&str> = texts.iter().flatten().map(String::as_str).collect();
+            let mut got = e.embed_texts(&wanted).into_iter();
+            let vectors = texts
+                .iter()
+                .map(|t| match t {
+                    Some(_) => got.next().map(unit).unwrap_or_default(),
+                    None => Vec::new(),
+                })
+                .collect();
+            index.vectors = Some(vectors);
         }
+        index
+    }
+
+    /// The text each tool is embedded from (`None` for tools that are not indexed).
+    pub fn embedding_texts(&self) -> Vec<Option<String>> {
+        self.entries
+            .iter()
+            .map(|entry| match (&entry.status, &entry.name) {
+                (ToolStatus::Indexed, Some(name)) => Some(embedding_text(name, &entry.description)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Attaches tool vectors computed elsewhere (a cache, a background task): one per tool,
+    /// empty for tools without one. Refused (false) when the count does not match.
+    pub fn set_vectors(&mut self, vectors: Vec<Vec<f32>>) -> bool {
+        if vectors.len() != self.entries.len() {
+            return false;
+        }
+        // Already unit-length vectors (a cache of this index's own) are kept bit for bit.
+        let normalized = |v: Vec<f32>| {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if (norm - 1.0).abs() < 1e-5 {
+                v
+            } else {
+                unit(v)
+            }
+        };
+        self.vectors = Some(vectors.into_iter().map(normalized).collect());
+        true
+    }
+
+    /// The tool vectors, if the index has them.
+    pub fn vectors(&self) -> Option<&[Vec<f32>]> {
+        self.vectors.as_deref()
     }
 
     /// A key for caching indexes across requests: equal for equal tool lists (same JSON, same

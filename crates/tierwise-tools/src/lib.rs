@@ -17,8 +17,12 @@
 //! - [`select`]: [`select()`] — the pure decision: kept tools in original order with reasons,
 //!   tokens offered vs sent, from the `[tools]` config ([`Policy`]).
 //! - [`tool_search`]: the `tool_search` function the gateway adds and answers itself.
+//! - [`embedders`]: the shared `tierwise-embed` models (MiniLM, static) as embedders.
+//! - [`embed_cache`]: tool vectors cached on disk by model and catalog fingerprint.
 //! - [`eval`]: data set loading and recall / token-reduction evaluation.
 
+pub mod embed_cache;
+pub mod embedders;
 pub mod eval;
 pub mod index;
 pub mod lexicon;

@@ -9,8 +9,15 @@
 //! [`rank`] scores every tool per channel, divides by the channel's best score, and keeps for
 //! each tool its best weighted channel score (max fusion). With [`Method::Lexical`] each
 //! channel also searches the related words of its terms ([`crate::lexicon`]) at 0.4 of its
-//! weight; with [`Method::Hybrid`] each channel also compares sentence embeddings at 0.5 of its
-//! weight. A channel's relatives can therefore never outrank its literal best match.
+//! weight (so a channel's relatives never outrank its literal best match).
+//!
+//! [`Method::Hybrid`] adds a semantic score to that lexical one: every channel is embedded
+//! (one batched call) and compared with the tool vectors; a tool gets its best weighted raw
+//! cosine over the channels, and its final score is lexical + 1.0 × that (a score mix). A
+//! max-fusion of min-max-normalised cosines was measured first and lost recall: every
+//! channel's nearest tool then ties with the literal matches. On seal_tools (4,076 tools,
+//! MiniLM) the mix lifts recall@24 from 94.9% to 96.6% and @64 from 96.7% to 98.0%; MiniLM
+//! alone reaches 93.4% @64 (see the README's tool search section for the commands).
 
 use std::collections::HashSet;
 
@@ -25,8 +32,8 @@ const CLAUSE_WEIGHT: f32 = 0.8;
 const CONTEXT_WEIGHTS: [f32; 4] = [0.5, 0.4, 0.3, 0.2];
 /// Weight of the related-word channel relative to its source channel.
 const EXPANSION_WEIGHT: f32 = 0.4;
-/// Weight of the embedding channel relative to its source channel.
-const EMBEDDING_WEIGHT: f32 = 0.5;
+/// Weight of the embedding score added to the lexical score (hybrid).
+const EMBEDDING_WEIGHT: f32 = 1.0;
 
 /// Retrieval method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -179,25 +186,24 @@ pub fn scores(
         *slot &= e.is_indexed();
     }
     let mut fused = vec![0.0f32; n];
+    // Hybrid: per tool, the best weighted raw cosine over the channels (added at the end).
+    let mut emb_fused = vec![0.0f32; n];
     let mut buf = vec![0.0f32; n];
 
     // Adds `weight * buf / max(buf over the pool)` into `fused` by max.
-    let fuse = |buf: &[f32], fused: &mut [f32], weight: f32, min_max: bool| {
+    let fuse = |buf: &[f32], fused: &mut [f32], weight: f32| {
         let pool = buf
             .iter()
             .zip(&in_pool)
             .filter(|(_, p)| **p)
             .map(|(s, _)| *s);
-        let (lo, hi) = pool.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), s| {
-            (lo.min(s), hi.max(s))
-        });
-        let lo = if min_max { lo } else { 0.0 };
-        if !hi.is_finite() || hi - lo <= f32::EPSILON {
+        let hi = pool.fold(f32::NEG_INFINITY, f32::max);
+        if !hi.is_finite() || hi <= f32::EPSILON {
             return;
         }
         for ((f, s), p) in fused.iter_mut().zip(buf).zip(&in_pool) {
             if *p {
-                let x = weight * (s - lo) / (hi - lo);
+                let x = weight * s / hi;
                 if x > *f {
                     *f = x;
                 }
@@ -219,14 +225,22 @@ pub fn scores(
             }
         }
         Method::Lexical | Method::Hybrid => {
-            for ch in &query.channels {
+            // One batched embedding call for every channel (a BERT model runs them together).
+            let qvecs: Vec<Vec<f32>> = match embedder {
+                Some(e) if method == Method::Hybrid && index.has_vectors() => {
+                    let texts: Vec<&str> = query.channels.iter().map(|c| c.text.as_str()).collect();
+                    e.embed_texts(&texts)
+                }
+                _ => Vec::new(),
+            };
+            for (ci, ch) in query.channels.iter().enumerate() {
                 let terms: Vec<(String, f32)> = text::terms(&ch.text)
                     .into_iter()
                     .map(|t| (t, 1.0))
                     .collect();
                 buf.iter_mut().for_each(|s| *s = 0.0);
                 index.bm25_into(&index.lookup(&terms), &mut buf);
-                fuse(&buf, &mut fused, ch.weight, false);
+                fuse(&buf, &mut fused, ch.weight);
 
                 let own: HashSet<&str> = terms.iter().map(|(t, _)| t.as_str()).collect();
                 let mut seen: HashSet<&str> = HashSet::new();
@@ -241,19 +255,25 @@ pub fn scores(
                 if !related.is_empty() {
                     buf.iter_mut().for_each(|s| *s = 0.0);
                     index.bm25_into(&index.lookup(&related), &mut buf);
-                    fuse(&buf, &mut fused, ch.weight * EXPANSION_WEIGHT, false);
+                    fuse(&buf, &mut fused, ch.weight * EXPANSION_WEIGHT);
                 }
 
-                if method == Method::Hybrid
-                    && let Some(e) = embedder
-                {
-                    let q = unit(e.embed_text(&ch.text));
+                if let Some(v) = qvecs.get(ci) {
+                    let q = unit(v.clone());
                     if !q.is_empty() && index.cosine_into(&q, &mut buf) {
-                        fuse(&buf, &mut fused, ch.weight * EMBEDDING_WEIGHT, true);
+                        for ((f, s), p) in emb_fused.iter_mut().zip(&buf).zip(&in_pool) {
+                            let x = ch.weight * s.max(0.0);
+                            if *p && x > *f {
+                                *f = x;
+                            }
+                        }
                     }
                 }
             }
         }
+    }
+    for (f, e) in fused.iter_mut().zip(&emb_fused) {
+        *f += EMBEDDING_WEIGHT * e;
     }
     fused
 }

@@ -25,6 +25,7 @@ fn run(name: &str, k: usize, method: Method) -> Report {
         method,
         threshold: 0,
         whole_catalog: false,
+        cache_dir: None,
     };
     evaluate(&data, &opts, None, &mut || {})
 }
@@ -82,12 +83,14 @@ fn threshold_keeps_small_requests_whole() {
         method: Method::Lexical,
         threshold: 16,
         whole_catalog: false,
+        cache_dir: None,
     };
     let r = evaluate(&data, &opts, None, &mut || {});
     assert_eq!(r.recall, 1.0);
     assert_eq!(r.reduction, 0.0);
     let opts = EvalOptions {
         whole_catalog: true,
+        cache_dir: None,
         ..opts
     };
     let r = evaluate(&data, &opts, None, &mut || {});
@@ -164,6 +167,7 @@ fn malformed_lines_are_reported_with_line_numbers() {
             method: Method::Lexical,
             threshold: 0,
             whole_catalog: false,
+            cache_dir: None,
         },
         None,
         &mut || {},
