@@ -75,6 +75,33 @@ impl RequestError {
 impl RequestView {
     /// Reads a chat completions body.
     pub fn chat(body: &Value) -> Result<RequestView, RequestError> {
+        let mut view = Self::chat_checked(body)?;
+        if let Some(Value::Array(a)) = body.get("messages") {
+            view.messages = a.clone();
+        }
+        if let Some(Value::Array(a)) = body.get("tools") {
+            view.tools = a.clone();
+        }
+        Ok(view)
+    }
+
+    /// [`RequestView::chat`] of a body the caller gives away: the same view (same checks, same
+    /// errors), with `messages` and `tools` moved out of the body instead of copied.
+    pub fn chat_owned(mut body: Value) -> Result<RequestView, RequestError> {
+        let mut view = Self::chat_checked(&body)?;
+        if let Some(obj) = body.as_object_mut() {
+            if let Some(Value::Array(a)) = obj.get_mut("messages") {
+                view.messages = std::mem::take(a);
+            }
+            if let Some(Value::Array(a)) = obj.get_mut("tools") {
+                view.tools = std::mem::take(a);
+            }
+        }
+        Ok(view)
+    }
+
+    /// Everything of [`RequestView::chat`] but copying `messages` and `tools` (left empty).
+    fn chat_checked(body: &Value) -> Result<RequestView, RequestError> {
         let obj = body
             .as_object()
             .ok_or_else(|| RequestError::invalid_type("body", "a JSON object"))?;
@@ -85,7 +112,7 @@ impl RequestView {
         };
         let messages = match obj.get("messages") {
             None => return Err(RequestError::missing("messages")),
-            Some(Value::Array(a)) => a.clone(),
+            Some(Value::Array(a)) => a,
             Some(_) => return Err(RequestError::invalid_type("messages", "an array")),
         };
         if messages.is_empty() {
@@ -151,11 +178,10 @@ impl RequestView {
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(RequestError::invalid_type("stream", "a boolean")),
         };
-        let tools = match obj.get("tools") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a.clone(),
+        match obj.get("tools") {
+            None | Some(Value::Null) | Some(Value::Array(_)) => {}
             Some(_) => return Err(RequestError::invalid_type("tools", "an array")),
-        };
+        }
         let structured_output = obj
             .get("response_format")
             .and_then(|f| f.get("type"))
@@ -166,9 +192,9 @@ impl RequestView {
             api: Api::ChatCompletions,
             model,
             turns,
-            messages,
+            messages: Vec::new(),
             stream,
-            tools,
+            tools: Vec::new(),
             structured_output,
             metadata,
             tool_choice: obj.get("tool_choice").cloned(),
@@ -325,6 +351,26 @@ mod tests {
         assert!(v.stream && v.structured_output);
         assert_eq!(v.last_user_text(), "hi");
         assert_eq!(v.metadata_str("category").as_deref(), Some("extraction"));
+    }
+
+    #[test]
+    fn chat_owned_is_chat() {
+        let bodies = [
+            json!({"model": "auto", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "auto", "metadata": {"a": "b"}}),
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "tools": null}),
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "tools": 3}),
+            json!({"model": "auto", "messages": []}),
+            json!({"model": "auto", "messages": [{"role": "wizard", "content": "hi"}]}),
+            json!([1]),
+        ];
+        for b in bodies {
+            assert_eq!(
+                RequestView::chat_owned(b.clone()),
+                RequestView::chat(&b),
+                "{b}"
+            );
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ const WHOLE_CAP: usize = 1 << 14;
 const PIECE_MAX_BYTES: usize = 48;
 const PIECE_CAP: usize = 1 << 16;
 
-/// A fast hasher for the piece memo (short strings; xxh3 is well mixed for hashbrown).
+/// A fast hasher for the piece memos (FxHash-style on whole words; xxh3 on byte strings).
 #[derive(Default)]
 struct PieceHasher(u64);
 
@@ -35,17 +35,39 @@ impl Hasher for PieceHasher {
         self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
     }
     fn write_u8(&mut self, b: u8) {
-        self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.write_u64(u64::from(b));
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7C_C1_B7_27_22_0A_95);
     }
     fn finish(&self) -> u64 {
         self.0
     }
 }
 
+/// Pieces of at most this many bytes are keyed inline (bytes and length in two words).
+const SHORT_PIECE: usize = 15;
+
+/// The inline key of a short piece: its bytes (zero-padded) and, in the top byte, its length
+/// (so `"a"` and `"a\0"` differ).
+fn short_key(piece: &[u8]) -> (u64, u64) {
+    let mut buf = [0u8; 16];
+    if let Some(dst) = buf.get_mut(..piece.len()) {
+        dst.copy_from_slice(piece);
+    }
+    buf[15] = piece.len() as u8;
+    let (a, b) = buf.split_at(8);
+    let word = |s: &[u8]| s.try_into().map_or(0, u64::from_le_bytes);
+    (word(a), word(b))
+}
+
+type Fast = BuildHasherDefault<PieceHasher>;
+
 #[derive(Default)]
 struct Memo {
     whole: HashMap<(u128, usize), usize>,
-    pieces: HashMap<Box<str>, u32, BuildHasherDefault<PieceHasher>>,
+    short: HashMap<(u64, u64), u32, Fast>,
+    pieces: HashMap<Box<str>, u32, Fast>,
 }
 
 thread_local! {
@@ -54,6 +76,18 @@ thread_local! {
 
 fn count_piece(memo: &mut Memo, piece: &str) -> usize {
     let tok = bpe_openai::o200k_base();
+    if piece.len() <= SHORT_PIECE {
+        let key = short_key(piece.as_bytes());
+        if let Some(&n) = memo.short.get(&key) {
+            return n as usize;
+        }
+        let n = tok.bpe.count(piece.as_bytes());
+        if memo.short.len() >= PIECE_CAP {
+            memo.short.clear();
+        }
+        memo.short.insert(key, n as u32);
+        return n;
+    }
     if piece.len() > PIECE_MAX_BYTES {
         return tok.bpe.count(piece.as_bytes());
     }
@@ -425,6 +459,23 @@ mod tests {
         for (i, t, n) in seen {
             assert_eq!(t, content_text(&msgs[i]["content"]));
             assert_eq!(n, bpe_openai::o200k_base().count(t.as_str()));
+        }
+    }
+
+    #[test]
+    fn short_keys_tell_pieces_apart() {
+        let pieces: [&[u8]; 6] = [
+            b"",
+            b"a",
+            b"a\0",
+            b"\0a",
+            b"abcdefghijklmno",
+            b"abcdefghijklmn",
+        ];
+        for (i, a) in pieces.iter().enumerate() {
+            for b in &pieces[i + 1..] {
+                assert_ne!(short_key(a), short_key(b), "{a:?} {b:?}");
+            }
         }
     }
 
