@@ -176,7 +176,8 @@ pub fn difficulties(
 }
 
 /// Per-row difficulty and per-tier estimates (of `form`) of `model` on the ladder, and
-/// whether the ladder's models were known to the model (else positional abilities).
+/// whether the ladder's models were known to the model (else its transfer head, or positional
+/// abilities when it has none).
 pub fn estimates(
     model: &Model,
     form: EstimateForm,
@@ -186,11 +187,11 @@ pub fn estimates(
 ) -> (Vec<f64>, Vec<Vec<f64>>, bool) {
     let rows: Vec<usize> = ladder.rows.iter().map(|r| r.row).collect();
     let feats = featurize_rows(ds, &rows, &model.features, embed);
-    let (_, known) = model.ladder_abilities(&ladder.models);
+    let known = model.knows(&ladder.models);
     let d = feats.iter().map(|f| model.difficulty(f)).collect();
     let est = feats
         .iter()
-        .map(|f| form.apply(model.probabilities(f, &ladder.models)))
+        .map(|f| model.ladder_estimates(form, f, &ladder.models))
         .collect();
     (d, est, known)
 }
@@ -224,11 +225,53 @@ pub fn cross_validate(
     embed: Option<Embed<'_>>,
     opts: &TrainOptions,
     k: usize,
+    progress: impl FnMut(usize),
+) -> Result<Vec<(f64, Vec<f64>, usize)>, TrainError> {
+    let folds: Vec<usize> = ds.rows.iter().map(|r| fold_of(&r.id, k)).collect();
+    cross_validate_folds(ds, ladder, spec, form, embed, opts, &folds, progress)
+}
+
+/// Folds by category: one fold per distinct `category` of the data set (rows without one share
+/// a fold), in sorted order, and their names — leave-one-category-out.
+pub fn category_folds(ds: &Dataset) -> (Vec<usize>, Vec<String>) {
+    let names: Vec<String> = ds
+        .rows
+        .iter()
+        .map(|r| r.category.clone().unwrap_or_default())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let folds = ds
+        .rows
+        .iter()
+        .map(|r| {
+            let c = r.category.clone().unwrap_or_default();
+            names.binary_search(&c).unwrap_or(0)
+        })
+        .collect();
+    (folds, names)
+}
+
+/// Cross-validation over given folds (one per data set row, `0..k`): for each fold, fit on the
+/// other rows and estimate the fold's ladder rows. Returns per ladder row (difficulty,
+/// estimates, fold).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per caller; a struct adds nothing"
+)]
+pub fn cross_validate_folds(
+    ds: &Dataset,
+    ladder: &Ladder,
+    spec: &FeatureSpec,
+    form: EstimateForm,
+    embed: Option<Embed<'_>>,
+    opts: &TrainOptions,
+    folds: &[usize],
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<(f64, Vec<f64>, usize)>, TrainError> {
+    let k = folds.iter().max().map_or(0, |m| m + 1);
     let all: Vec<usize> = (0..ds.rows.len()).collect();
     let feats = featurize_rows(ds, &all, spec, embed);
-    let folds: Vec<usize> = ds.rows.iter().map(|r| fold_of(&r.id, k)).collect();
     let full = assemble(
         &[Source {
             ds,
@@ -242,7 +285,7 @@ pub fn cross_validate(
     for fold in 0..k {
         let train: Vec<Example> = examples
             .iter()
-            .zip(&folds)
+            .zip(folds)
             .filter(|(_, f)| **f != fold)
             .map(|(e, _)| e.clone())
             .collect();
@@ -257,7 +300,7 @@ pub fn cross_validate(
                 let f = &examples[lr.row].features;
                 out[li] = (
                     model.difficulty(f),
-                    form.apply(model.probabilities(f, &ladder.models)),
+                    model.ladder_estimates(form, f, &ladder.models),
                     fold,
                 );
             }

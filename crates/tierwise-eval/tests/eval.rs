@@ -210,3 +210,35 @@ fn cross_validation_never_scores_a_row_with_its_own_fold() {
     folds.dedup();
     assert_eq!(folds, vec![0, 1, 2]);
 }
+
+#[test]
+fn leave_one_category_out_scores_each_category_with_a_model_that_never_saw_it() {
+    let mm = load("mmlu_pro", None);
+    let ladder = Ladder::new(&mm, &ladder4()[..2]).unwrap();
+    let (folds, names) = learn::category_folds(&mm);
+    assert!(names.len() > 2, "{names:?}");
+    for (f, r) in folds.iter().zip(&mm.rows) {
+        assert_eq!(names[*f], r.category.clone().unwrap_or_default());
+    }
+    let spec = FeatureSpec::parse("lexical", None).unwrap();
+    let out = learn::cross_validate_folds(
+        &mm,
+        &ladder,
+        &spec,
+        EstimateForm::Gain,
+        None,
+        // the wiring is under test, not the fit: a few iterations
+        &TrainOptions {
+            max_iter: 10,
+            l2_model: None,
+            ..TrainOptions::default()
+        },
+        &folds,
+        |_| {},
+    )
+    .unwrap();
+    for ((_, e, f), r) in out.iter().zip(&ladder.rows) {
+        assert_eq!(*f, folds[r.row]);
+        assert!(e.iter().all(|x| x.is_finite()));
+    }
+}

@@ -192,6 +192,9 @@ pub struct TrainArgs {
     /// was not trained on); 0 = no head (positional abilities instead).
     #[arg(long, default_value_t = 0.1)]
     pub l2_transfer: f64,
+    /// Data sets (by name, e.g. `mmlu_pro`) the transfer head learns from (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub transfer_from: Option<Vec<String>>,
     /// What the estimates mean: `gain` (1 − expected loss vs the top tier) or `quality`
     /// (P(tier answers well)).
     #[arg(long, default_value = "gain")]
@@ -252,9 +255,10 @@ pub struct ToolsEvalArgs {
     /// Report the curve over k.
     #[arg(long)]
     pub sweep: bool,
-    /// Retrieval method: bm25 (baseline), lexical (default), hybrid (needs an embedding model).
-    #[arg(long, value_enum, default_value = "lexical")]
-    pub method: ToolsMethodArg,
+    /// Retrieval method: bm25 (baseline), lexical, hybrid (lexical + MiniLM; needs
+    /// scripts/fetch-minilm.sh). Default: the config's tools.method.
+    #[arg(long, value_enum)]
+    pub method: Option<ToolsMethodArg>,
     /// Prune only requests with more tools than this (default 0: measure the selector alone;
     /// the gateway uses the config's tools.threshold).
     #[arg(long, default_value_t = 0)]
@@ -265,7 +269,8 @@ pub struct ToolsEvalArgs {
     /// Config file whose tools.top_k is the default k (default: ./tierwise.toml, else embedded).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Embedding model folder for --method hybrid (default: $TIERWISE_EMBED_DIR, else router/embed).
+    /// Embedding model folder for hybrid: a MiniLM (BERT) folder, or a static model folder
+    /// (default: $TIERWISE_MINILM_DIR, else router/embed/all-minilm-l6-v2).
     #[arg(long)]
     pub embed_dir: Option<PathBuf>,
     #[arg(long)]

@@ -126,7 +126,8 @@ fn train_then_eval_on_another_data_set_and_cv() {
             .arg(&router),
     );
     let e: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(e["router"]["abilities"], "positional");
+    // unseen ladder models: the transfer head decides
+    assert_eq!(e["router"]["abilities"], "transfer head");
     assert_eq!(e["router"]["trained_on_these_rows"], false);
     let (out, _) = run_ok(
         tierwise()
@@ -137,6 +138,15 @@ fn train_then_eval_on_another_data_set_and_cv() {
     let c: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(c["router"]["cv"], 3);
     assert!(c["apgr"].is_number());
+    // --cv-by knows one field (the folds themselves are tested in tierwise-eval)
+    let bad = tierwise()
+        .args(["eval", "--cv-by", "colour", "--data"])
+        .arg(fixtures().join("mmlu_pro"))
+        .args(["--models", PAIR])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--cv-by"));
 }
 
 #[test]

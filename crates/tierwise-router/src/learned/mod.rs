@@ -30,7 +30,7 @@ use model::{EstimateForm, Model};
 /// The `format` field of a router file.
 pub const FORMAT: &str = "tierwise-router";
 /// The version of the router file format this code reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Where a router was trained: enough to tell whether an evaluation set was seen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -212,9 +212,7 @@ impl LearnedRouter {
 
     /// Per-tier estimates (the file's [`EstimateForm`]) for a ladder of model ids, cheapest first.
     pub fn estimates<S: AsRef<str>>(&self, f: &Featurized, models: &[S]) -> Vec<f64> {
-        self.file
-            .estimate
-            .apply(self.model().probabilities(f, models))
+        self.model().ladder_estimates(self.file.estimate, f, models)
     }
 }
 
@@ -273,6 +271,7 @@ mod tests {
                     low: 3.0,
                     high: 5.0,
                 },
+                transfer: None,
             }],
             estimate: EstimateForm::Quality,
             default_threshold: 0.5,

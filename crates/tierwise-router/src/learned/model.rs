@@ -50,6 +50,53 @@ pub struct Model {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub deviations: BTreeMap<String, Vec<f32>>,
     pub ladder: LadderPrior,
+    /// The transfer head, used instead of the abilities for ladders with a model the router was
+    /// not trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<GainHead>,
+}
+
+/// A direct, model-agnostic estimate of how much a query gains from a stronger model: a linear
+/// fit, on the standardized dense features, of the mean score gain of the stronger over the
+/// weaker model across every ordered pair of models of the query's data set (embedding weights
+/// are left at 0: they transfer worse across data sets than signals and lexical statistics).
+///
+/// For a ladder of n tiers the estimate of tier k is 1 − g⁺ · (n − 1 − k) / (n − 1), with g⁺ =
+/// softplus of ĝ at a 0.05 scale (positive and increasing, ≈ ĝ above 0.1): lower for queries
+/// that gain more, and for tiers further below the top; never decreasing up the ladder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GainHead {
+    pub bias: f32,
+    /// One per dense feature (standardized with the model's means and spreads).
+    pub weights: Vec<f32>,
+}
+
+impl GainHead {
+    /// ĝ of standardized dense features `z`.
+    pub fn gain(&self, z: &[f32]) -> f64 {
+        f64::from(self.bias)
+            + self
+                .weights
+                .iter()
+                .zip(z)
+                .map(|(w, z)| f64::from(w * z))
+                .sum::<f64>()
+    }
+
+    /// Per-tier estimates for `n` tiers from ĝ.
+    pub fn estimates(gain: f64, n: usize) -> Vec<f64> {
+        if n <= 1 {
+            return vec![1.0; n];
+        }
+        const S: f64 = 0.05;
+        let x = gain / S;
+        // softplus, stable for large |x|
+        let g = S * if x > 30.0 { x } else { x.exp().ln_1p() };
+        (0..n)
+            .map(|k| 1.0 - g * (n - 1 - k) as f64 / (n - 1) as f64)
+            .collect()
+    }
 }
 
 /// What the per-tier estimates mean.
@@ -113,6 +160,11 @@ impl Model {
                 .any(|u| u.len() != d || u.iter().any(|x| !x.is_finite()))
             || !self.ladder.low.is_finite()
             || !self.ladder.high.is_finite()
+            || self.transfer.as_ref().is_some_and(|h| {
+                h.weights.len() != d
+                    || !h.bias.is_finite()
+                    || h.weights.iter().any(|w| !w.is_finite())
+            })
         {
             return Err(
                 "weights, means, spreads and abilities must be finite (spreads > 0)".into(),
@@ -167,6 +219,30 @@ impl Model {
             .collect()
     }
 
+    /// Per-tier estimates of `form` for a ladder (cheapest first): from the abilities when the
+    /// model knows every ladder model or has no transfer head, else from the transfer head.
+    pub fn ladder_estimates<S: AsRef<str>>(
+        &self,
+        form: EstimateForm,
+        f: &Featurized,
+        models: &[S],
+    ) -> Vec<f64> {
+        match &self.transfer {
+            Some(h) if !self.knows(models) => {
+                GainHead::estimates(h.gain(&self.standardized(f)), models.len())
+            }
+            _ => form.apply(self.probabilities(f, models)),
+        }
+    }
+
+    /// Whether every model of the ladder was seen in training.
+    pub fn knows<S: AsRef<str>>(&self, models: &[S]) -> bool {
+        !models.is_empty()
+            && models
+                .iter()
+                .all(|m| self.abilities.contains_key(m.as_ref()))
+    }
+
     /// Abilities for a ladder of model ids (cheapest first): the trained ability of each model
     /// when the model knows all of them, else positional abilities.
     pub fn ladder_abilities<S: AsRef<str>>(&self, models: &[S]) -> (Vec<f64>, bool) {
@@ -211,6 +287,12 @@ impl Model {
         }
         for u in self.deviations.values_mut() {
             for w in u.iter_mut() {
+                *w = r(*w);
+            }
+        }
+        if let Some(h) = &mut self.transfer {
+            h.bias = r(h.bias);
+            for w in &mut h.weights {
                 *w = r(*w);
             }
         }

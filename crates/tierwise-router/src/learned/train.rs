@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::features::{FeatureSpec, Featurized};
-use super::model::{LadderPrior, Model};
+use super::model::{GainHead, LadderPrior, Model};
 
 /// One training query.
 #[derive(Debug, Clone)]
@@ -45,6 +45,10 @@ pub struct TrainOptions {
     pub l2_model: Option<f64>,
     /// Worker threads for the gradient (≥ 1).
     pub threads: usize,
+    /// L2 (per row, on standardized features) of the transfer head; `None` = no head.
+    pub l2_transfer: Option<f64>,
+    /// Groups (data sets) the transfer head learns from; `None` = all.
+    pub transfer_groups: Option<Vec<u32>>,
 }
 
 impl Default for TrainOptions {
@@ -56,6 +60,8 @@ impl Default for TrainOptions {
             balance_groups: true,
             l2_model: Some(1e-2),
             threads: 2,
+            l2_transfer: Some(0.1),
+            transfer_groups: None,
         }
     }
 }
@@ -327,6 +333,9 @@ pub fn fit(set: &TrainSet, opts: &TrainOptions) -> Result<(Model, FitReport), Tr
         abilities,
         deviations: deviations_map,
         ladder,
+        transfer: opts
+            .l2_transfer
+            .and_then(|l2| fit_gain_head(set, &prep.mean, &prep.scale, l2, opts)),
     };
     model.round_weights();
     let pairs = set.examples.iter().map(|e| e.outcomes.len()).sum();
@@ -339,6 +348,177 @@ pub fn fit(set: &TrainSet, opts: &TrainOptions) -> Result<(Model, FitReport), Tr
             pairs,
         },
     ))
+}
+
+/// The mean gain of the stronger over the weaker model across the ordered pairs of a row's
+/// outcomes (models ordered by their mean score over the training rows), per example; `None`
+/// for rows with fewer than two outcomes.
+pub fn pair_gains(set: &TrainSet) -> Vec<Option<f64>> {
+    let mut sums = vec![(0.0f64, 0.0f64); set.models.len()];
+    for e in &set.examples {
+        for &(m, y) in &e.outcomes {
+            if let Some(s) = sums.get_mut(m as usize) {
+                s.0 += f64::from(y);
+                s.1 += 1.0;
+            }
+        }
+    }
+    let mean: Vec<f64> = sums.iter().map(|(s, n)| s / n.max(1.0)).collect();
+    set.examples
+        .iter()
+        .map(|e| {
+            let mut o: Vec<(f64, f64)> = e
+                .outcomes
+                .iter()
+                .map(|&(m, y)| (mean.get(m as usize).copied().unwrap_or(0.0), f64::from(y)))
+                .collect();
+            if o.len() < 2 {
+                return None;
+            }
+            o.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (mut g, mut n) = (0.0, 0.0);
+            for i in 0..o.len() {
+                for j in i + 1..o.len() {
+                    g += o[j].1 - o[i].1;
+                    n += 1.0;
+                }
+            }
+            Some(g / n)
+        })
+        .collect()
+}
+
+/// Fits the transfer head: weighted ridge regression of [`pair_gains`] on the standardized
+/// non-embedding dense features (each data set weighs the same with `balance`).
+#[expect(
+    clippy::needless_range_loop,
+    reason = "dense matrix algebra reads clearer with indices"
+)]
+fn fit_gain_head(
+    set: &TrainSet,
+    mean: &[f64],
+    scale: &[f64],
+    l2: f64,
+    opts: &TrainOptions,
+) -> Option<GainHead> {
+    let balance = opts.balance_groups;
+    let used = |g: u32| {
+        opts.transfer_groups
+            .as_ref()
+            .is_none_or(|gs| gs.contains(&g))
+    };
+    let dense = set.spec.dense_len();
+    let p = dense - set.spec.embedding.as_ref().map_or(0, |e| e.dim);
+    if p == 0 {
+        return None;
+    }
+    let gains = pair_gains(set);
+    let mut group_rows: BTreeMap<u32, f64> = BTreeMap::new();
+    for (e, g) in set.examples.iter().zip(&gains) {
+        if g.is_some() && used(e.group) {
+            *group_rows.entry(e.group).or_default() += 1.0;
+        }
+    }
+    let groups = group_rows.len() as f64;
+    // normal equations of the centred problem, weights summing to 1
+    let (mut sw, mut mz, mut mt) = (0.0, vec![0.0; p], 0.0);
+    let rows: Vec<(f64, Vec<f64>, f64)> = set
+        .examples
+        .iter()
+        .zip(&gains)
+        .filter_map(|(e, g)| {
+            let g = (*g).filter(|_| used(e.group))?;
+            let w = if balance {
+                1.0 / (group_rows.get(&e.group).copied().unwrap_or(1.0) * groups)
+            } else {
+                1.0
+            };
+            let z: Vec<f64> = (0..p)
+                .map(|j| (f64::from(e.features.dense[j]) - mean[j]) / scale[j])
+                .collect();
+            Some((w, z, g))
+        })
+        .collect();
+    for (w, z, t) in &rows {
+        sw += w;
+        mt += w * t;
+        for j in 0..p {
+            mz[j] += w * z[j];
+        }
+    }
+    if sw <= 0.0 {
+        return None;
+    }
+    mt /= sw;
+    mz.iter_mut().for_each(|m| *m /= sw);
+    let mut a = vec![vec![0.0; p]; p];
+    let mut b = vec![0.0; p];
+    for (w, z, t) in &rows {
+        let w = w / sw;
+        for i in 0..p {
+            let zi = z[i] - mz[i];
+            b[i] += w * zi * (t - mt);
+            for j in i..p {
+                a[i][j] += w * zi * (z[j] - mz[j]);
+            }
+        }
+    }
+    for i in 0..p {
+        for j in 0..i {
+            a[i][j] = a[j][i];
+        }
+        a[i][i] += l2;
+    }
+    let w = solve_spd(a, b)?;
+    let bias = mt - w.iter().zip(&mz).map(|(w, m)| w * m).sum::<f64>();
+    let mut weights: Vec<f32> = w.iter().map(|&x| x as f32).collect();
+    weights.resize(dense, 0.0);
+    Some(GainHead {
+        bias: bias as f32,
+        weights,
+    })
+}
+
+/// Solves A x = b for a symmetric positive definite A (Cholesky); `None` if A is not SPD.
+#[expect(
+    clippy::needless_range_loop,
+    reason = "dense matrix algebra reads clearer with indices"
+)]
+fn solve_spd(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+    let n = b.len();
+    for j in 0..n {
+        let mut d = a[j][j];
+        for k in 0..j {
+            d -= a[j][k] * a[j][k];
+        }
+        if !(d > 0.0 && d.is_finite()) {
+            return None;
+        }
+        let d = d.sqrt();
+        a[j][j] = d;
+        for i in j + 1..n {
+            let mut s = a[i][j];
+            for k in 0..j {
+                s -= a[i][k] * a[j][k];
+            }
+            a[i][j] = s / d;
+        }
+    }
+    for i in 0..n {
+        let mut s = b[i];
+        for k in 0..i {
+            s -= a[i][k] * b[k];
+        }
+        b[i] = s / a[i][i];
+    }
+    for i in (0..n).rev() {
+        let mut s = b[i];
+        for k in i + 1..n {
+            s -= a[k][i] * b[k];
+        }
+        b[i] = s / a[i][i];
+    }
+    Some(b)
 }
 
 /// Per training group: the median and the best ability; the prior spans their means.
@@ -544,5 +724,78 @@ mod tests {
         });
         assert!(hard > easy);
         assert!(m.ladder.high >= m.ladder.low);
+    }
+
+    #[test]
+    fn transfer_head_learns_the_gain() {
+        // one lexical-like dense feature x; the strong model gains on rows with x > 0 only
+        let spec = FeatureSpec {
+            signals: false,
+            lexical: true,
+            hash_bits: 0,
+            embedding: None,
+        };
+        let d = spec.dense_len();
+        let examples: Vec<Example> = (0..200)
+            .map(|i| {
+                let x = (i % 10) as f32 - 4.5;
+                let mut dense = vec![0.0; d];
+                dense[0] = x;
+                dense[1] = (i % 3) as f32; // noise
+                let strong = 1.0;
+                let weak = if x > 0.0 { 0.0 } else { 1.0 };
+                Example {
+                    features: Featurized {
+                        dense,
+                        sparse: vec![],
+                    },
+                    outcomes: vec![(0, weak), (1, strong)],
+                    group: 0,
+                }
+            })
+            .collect();
+        let set = TrainSet {
+            spec,
+            examples,
+            models: vec![
+                ModelMeta {
+                    name: "weak".into(),
+                    group: 0,
+                    price: 1.0,
+                },
+                ModelMeta {
+                    name: "strong".into(),
+                    group: 0,
+                    price: 2.0,
+                },
+            ],
+        };
+        let g = pair_gains(&set);
+        assert_eq!(g[9], Some(1.0));
+        assert_eq!(g[0], Some(0.0));
+        let (m, _) = fit(&set, &TrainOptions::default()).unwrap();
+        let h = m.transfer.clone().unwrap();
+        assert_eq!(h.weights.len(), d);
+        assert!(h.weights[0] > 0.2, "{:?}", h.weights);
+        assert!(h.weights[1].abs() < 0.05, "{:?}", h.weights);
+        // unseen ladder → the head: rows that gain get a lower estimate for the cheap tier
+        let row = |x: f32| {
+            let mut dense = vec![0.0; d];
+            dense[0] = x;
+            Featurized {
+                dense,
+                sparse: vec![],
+            }
+        };
+        let form = super::super::model::EstimateForm::Gain;
+        let hi = m.ladder_estimates(form, &row(4.0), &["a", "b"]);
+        let lo = m.ladder_estimates(form, &row(-4.0), &["a", "b"]);
+        assert!(hi[0] < lo[0]);
+        assert_eq!(hi[1], 1.0);
+        // known ladder → the abilities
+        assert_eq!(
+            m.ladder_estimates(form, &row(4.0), &["weak", "strong"]),
+            form.apply(m.probabilities(&row(4.0), &["weak", "strong"]))
+        );
     }
 }

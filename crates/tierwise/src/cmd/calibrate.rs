@@ -192,6 +192,21 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
                 stand_ins.clone().unwrap_or_default().join(", ")
             ));
         }
+        if tiers.len() > 2 && cal.met {
+            let what = if cal.quality_ratio.is_some() {
+                "mean score"
+            } else {
+                "mean estimate of the chosen tier"
+            };
+            lines.push(format!(
+                "  per-tier vs one shared threshold ({:.4}): {what} {:.4} vs {:.4}, cost per 1k {:.4} vs {:.4} USD",
+                cal.threshold,
+                cal.per_tier_quality,
+                cal.shared_quality,
+                cal.cost_usd_per_1k,
+                cal.shared_cost_usd_per_1k
+            ));
+        }
         if !cal.met {
             lines.push("  the target cannot be met on this data; the closest point is used".into());
         }

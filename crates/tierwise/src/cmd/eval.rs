@@ -133,7 +133,21 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Status> {
     });
     let embed_ref: Option<learn::Embed<'_>> = embed_fn.as_ref().map(|f| f as learn::Embed<'_>);
 
-    let (diffs, estimates, folds, info): Scored = match (args.router.as_deref(), args.cv) {
+    let cv_folds = match args.cv_by.as_deref() {
+        None => None,
+        Some("category") => Some(learn::category_folds(&ds)),
+        Some(other) => anyhow::bail!("--cv-by {other:?}: expected category"),
+    };
+    if let Some((_, names)) = &cv_folds
+        && names.len() < 2
+    {
+        anyhow::bail!(
+            "--cv-by category: the data has {} category value(s); needs at least 2",
+            names.len()
+        );
+    }
+    let cv = args.cv.or_else(|| cv_folds.as_ref().map(|(_, n)| n.len()));
+    let (diffs, estimates, folds, info): Scored = match (args.router.as_deref(), cv) {
         (Some("oracle"), None) => (
             None,
             tierwise_eval::ladder::oracle_estimates(&ladder),
@@ -190,16 +204,35 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Status> {
             let spec =
                 FeatureSpec::parse(list, espec).map_err(|e| anyhow::anyhow!("--features: {e}"))?;
             let pb = output::progress(k as u64, quiet, "cross-validating");
-            let out = learn::cross_validate(
-                &ds,
-                &ladder,
-                &spec,
-                EstimateForm::default(),
-                embed_ref,
-                &TrainOptions::default(),
-                k,
-                |f| pb.set_position(f as u64),
-            )?;
+            let out = match &cv_folds {
+                Some((folds, names)) => {
+                    notes.push(format!(
+                        "leave-one-category-out: {} folds ({})",
+                        names.len(),
+                        names.join(", ")
+                    ));
+                    learn::cross_validate_folds(
+                        &ds,
+                        &ladder,
+                        &spec,
+                        EstimateForm::default(),
+                        embed_ref,
+                        &TrainOptions::default(),
+                        folds,
+                        |f| pb.set_position(f as u64),
+                    )?
+                }
+                None => learn::cross_validate(
+                    &ds,
+                    &ladder,
+                    &spec,
+                    EstimateForm::default(),
+                    embed_ref,
+                    &TrainOptions::default(),
+                    k,
+                    |f| pb.set_position(f as u64),
+                )?,
+            };
             pb.finish_and_clear();
             let (d, rest): (Vec<f64>, Vec<(Vec<f64>, usize)>) =
                 out.into_iter().map(|(d, e, f)| (d, (e, f))).unzip();
@@ -242,7 +275,16 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Status> {
             let info = RouterInfo {
                 name: label,
                 features: Some(model.features.label()),
-                abilities: Some(if known { "trained" } else { "positional" }.into()),
+                abilities: Some(
+                    if known {
+                        "trained"
+                    } else if model.transfer.is_some() {
+                        "transfer head"
+                    } else {
+                        "positional"
+                    }
+                    .into(),
+                ),
                 cv: None,
                 trained_on_these_rows: seen,
             };

@@ -81,10 +81,31 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         other => anyhow::bail!("--estimate {other:?}: expected gain or quality"),
     };
     let l2_model = (args.l2_per_model > 0.0).then_some(args.l2_per_model);
+    let transfer_groups = match &args.transfer_from {
+        None => None,
+        Some(names) => {
+            let mut gs = Vec::new();
+            for n in names {
+                let g = sets.iter().position(|d| &d.name == n).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--transfer-from: no data set named {n:?} (have: {})",
+                        sets.iter()
+                            .map(|d| d.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
+                gs.push(g as u32);
+            }
+            Some(gs)
+        }
+    };
     let opts = TrainOptions {
         l2_dense: args.l2_dense,
         l2_hash: args.l2_ngrams,
         l2_model,
+        l2_transfer: (args.l2_transfer > 0.0).then_some(args.l2_transfer),
+        transfer_groups,
         ..TrainOptions::default()
     };
     let mut models = Vec::new();
@@ -117,7 +138,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         let unseen = ["unseen-cheap", "unseen-strong"];
         for (r, f) in ladder.rows.iter().zip(&feats) {
             cal.push(CalRow {
-                estimates: form.apply(fallback.probabilities(f, &unseen)),
+                estimates: fallback.ladder_estimates(form, f, &unseen),
                 cost: r.cost.iter().map(|c| c.to_f64().unwrap_or(0.0)).collect(),
                 score: Some(r.score.clone()),
             });
