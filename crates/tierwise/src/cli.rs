@@ -141,6 +141,10 @@ pub struct EvalArgs {
     /// held-out category.
     #[arg(long, requires = "cascade", conflicts_with_all = ["cv", "scorer"])]
     pub leave_category_out: bool,
+    /// With --cascade and --cv / --leave-category-out: scorer features held at weight 0
+    /// (ablations; names as in router/cascade.json).
+    #[arg(long, requires = "cascade", value_delimiter = ',')]
+    pub exclude_features: Vec<String>,
     /// Write per-row router scores (JSONL).
     #[arg(long)]
     pub scores: Option<PathBuf>,
@@ -171,6 +175,9 @@ pub struct TrainArgs {
     /// Fit the cascade's answer scorer (from recorded responses) instead of the router.
     #[arg(long)]
     pub cascade: bool,
+    /// With --cascade: scorer features held at weight 0 (names as in router/cascade.json).
+    #[arg(long, requires = "cascade", value_delimiter = ',')]
+    pub exclude_features: Vec<String>,
     /// Feature groups: signals, lexical, ngrams[=BITS], embed, all. With `embed`, an
     /// embedding-free model is trained too and used when the embedding model is missing.
     #[arg(long, default_value = "signals,lexical")]

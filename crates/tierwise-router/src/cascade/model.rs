@@ -136,11 +136,13 @@ pub fn sigmoid(z: f64) -> f64 {
 }
 
 /// Options of [`fit`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FitOptions {
     /// L2 penalty on the standardized weights (not the bias), per example.
     pub l2: f64,
     pub max_iterations: usize,
+    /// Features held at weight 0 (indices into [`FEATURE_NAMES`]): left out of the model.
+    pub exclude: Vec<usize>,
 }
 
 impl Default for FitOptions {
@@ -148,6 +150,7 @@ impl Default for FitOptions {
         FitOptions {
             l2: 1e-3,
             max_iterations: 50,
+            exclude: Vec::new(),
         }
     }
 }
@@ -253,7 +256,11 @@ pub fn fit(x: &[[f64; N_FEATURES]], y: &[f64], opts: &FitOptions) -> Result<Fitt
         .map(|r| {
             let mut o = [0.0; N_FEATURES];
             for i in 0..d {
-                o[i] = (r[i] - mean[i]) / scale[i];
+                o[i] = if opts.exclude.contains(&i) {
+                    0.0
+                } else {
+                    (r[i] - mean[i]) / scale[i]
+                };
             }
             o
         })
@@ -354,6 +361,7 @@ mod tests {
             &FitOptions {
                 l2: 1e-6,
                 max_iterations: 50,
+                exclude: Vec::new(),
             },
         )
         .unwrap();

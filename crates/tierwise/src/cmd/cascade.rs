@@ -237,6 +237,19 @@ fn text(rep: &CascadeReport) -> String {
     s
 }
 
+/// Scorer fit options: `exclude` names features held at weight 0.
+fn fit_options(exclude: &[String]) -> anyhow::Result<FitOptions> {
+    let mut o = FitOptions::default();
+    for name in exclude.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        let i = tierwise_router::cascade::features::FEATURE_NAMES
+            .iter()
+            .position(|f| *f == name)
+            .ok_or_else(|| anyhow::anyhow!("--exclude-features: no scorer feature {name:?}"))?;
+        o.exclude.push(i);
+    }
+    Ok(o)
+}
+
 /// `tierwise eval --cascade`.
 pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
     let quiet = args.json;
@@ -308,7 +321,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
                     .collect();
                 list.push(Scorer::from_file(cascade::fit_scorer(
                     &[(&ds, train)],
-                    &FitOptions::default(),
+                    &fit_options(&args.exclude_features)?,
                     None,
                 )?));
                 pb.inc(1);
@@ -608,7 +621,7 @@ pub fn train(args: TrainArgs) -> anyhow::Result<Status> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let file = cascade::fit_scorer(
         &sources,
-        &FitOptions::default(),
+        &fit_options(&args.exclude_features)?,
         Some(format!("tierwise {}", argv.join(" "))),
     )?;
     std::fs::write(&args.out, file.to_json() + "\n")
