@@ -94,6 +94,13 @@ fn hash_of(v: &Value) -> u64 {
     h.digest()
 }
 
+/// [`hash_of`] and a 128-bit hash of the same stream (the key of the message-token memo).
+fn hashes_of(v: &Value) -> (u64, u128) {
+    let mut h = Xxh3::new();
+    hash_value(v, &mut h);
+    (h.digest(), h.digest128())
+}
+
 fn chain(prev: u64, next: u64) -> u64 {
     let mut h = Xxh3::new();
     h.update(&prev.to_le_bytes());
@@ -108,12 +115,14 @@ fn tool_name(t: &Value) -> &str {
         .unwrap_or("")
 }
 
-/// Per-worker memo: tool schema tokens by content hash, and tool indexes by tool-set hash
-/// (tool sets repeat across calls, so each is indexed once).
+/// Per-worker memo: tool schema tokens by content hash, tool indexes by tool-set hash
+/// (tool sets repeat across calls, so each is indexed once), and message tokens by a 128-bit
+/// hash of the message (system prompts and shared turns repeat).
 #[derive(Default)]
 pub struct ToolMemo {
     tokens: HashMap<u64, u32>,
     indexes: HashMap<u64, Arc<ToolIndex>>,
+    messages: HashMap<u128, u32>,
 }
 
 impl std::fmt::Debug for ToolMemo {
@@ -121,6 +130,7 @@ impl std::fmt::Debug for ToolMemo {
         f.debug_struct("ToolMemo")
             .field("tokens", &self.tokens.len())
             .field("indexes", &self.indexes.len())
+            .field("messages", &self.messages.len())
             .finish()
     }
 }
@@ -138,6 +148,18 @@ impl ToolMemo {
             self.tokens.clear();
         }
         self.tokens.insert(hash, n);
+        n
+    }
+
+    fn message_tokens(&mut self, hash: u128, m: &Value) -> u32 {
+        if let Some(&n) = self.messages.get(&hash) {
+            return n;
+        }
+        let n = message_tokens(m);
+        if self.messages.len() >= Self::TOKENS_CAP {
+            self.messages.clear();
+        }
+        self.messages.insert(hash, n);
         n
     }
 
@@ -208,7 +230,10 @@ pub fn facts(view: &RequestView, memo: &mut ToolMemo, policy: &ToolPolicy) -> Pr
     let messages: Vec<(u64, u32, bool)> = view
         .messages
         .iter()
-        .map(|m| (hash_of(m), message_tokens(m), is_static_role(m)))
+        .map(|m| {
+            let (h, key) = hashes_of(m);
+            (h, memo.message_tokens(key, m), is_static_role(m))
+        })
         .collect();
 
     let total: u32 = tool_tokens + messages.iter().map(|m| m.1).sum::<u32>();

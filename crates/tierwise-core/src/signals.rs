@@ -449,13 +449,22 @@ pub fn language(text: &str) -> &'static str {
     let bytes = text.as_bytes();
     let (mut i, mut seen) = (0usize, 0usize);
     while i < bytes.len() && seen < 4000 {
-        seen += 1;
-        let b = bytes[i];
-        if b.is_ascii() {
-            latin += usize::from(b.is_ascii_alphabetic());
-            i += 1;
-            continue;
+        // a run of ASCII characters, counted in bulk
+        let limit = bytes.len().min(i + (4000 - seen));
+        let run = bytes.get(i..limit).unwrap_or_default();
+        let ascii = run.iter().position(|b| !b.is_ascii()).unwrap_or(run.len());
+        latin += run
+            .get(..ascii)
+            .unwrap_or_default()
+            .iter()
+            .filter(|b| b.is_ascii_alphabetic())
+            .count();
+        seen += ascii;
+        i += ascii;
+        if i >= limit {
+            break;
         }
+        seen += 1;
         let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
             break;
         };
@@ -827,6 +836,20 @@ mod tests {
             "en"
         } else {
             "latin"
+        }
+    }
+
+    #[test]
+    fn language_counts_the_first_4000_characters_like_the_reference() {
+        let texts = [
+            format!("{}{}", "a".repeat(3999), "中".repeat(3000)),
+            format!("{}{}", "中".repeat(3998), " the cat ".repeat(50)),
+            format!("{}{}", "й ".repeat(1999), "é".repeat(5000)),
+            "Bonjour à tous, voici le résumé ".repeat(300),
+            "x".repeat(10_000),
+        ];
+        for t in texts {
+            assert_eq!(language(&t), language_reference(&t), "{}", &t[..40]);
         }
     }
 
