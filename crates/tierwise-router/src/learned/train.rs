@@ -451,15 +451,24 @@ fn fit_gain_head(
     }
     mt /= sw;
     mz.iter_mut().for_each(|m| *m /= sw);
+    // the head's own standardization over the rows it learns from (so its penalty does not
+    // depend on data sets it does not use), mapped back to the model's standardized features
+    let mut sz = vec![0.0; p];
+    for (w, z, _) in &rows {
+        for j in 0..p {
+            sz[j] += w / sw * (z[j] - mz[j]).powi(2);
+        }
+    }
+    sz.iter_mut().for_each(|v| *v = v.sqrt().max(1e-3));
     let mut a = vec![vec![0.0; p]; p];
     let mut b = vec![0.0; p];
     for (w, z, t) in &rows {
         let w = w / sw;
+        let u: Vec<f64> = (0..p).map(|j| (z[j] - mz[j]) / sz[j]).collect();
         for i in 0..p {
-            let zi = z[i] - mz[i];
-            b[i] += w * zi * (t - mt);
+            b[i] += w * u[i] * (t - mt);
             for j in i..p {
-                a[i][j] += w * zi * (z[j] - mz[j]);
+                a[i][j] += w * u[i] * u[j];
             }
         }
     }
@@ -469,7 +478,8 @@ fn fit_gain_head(
         }
         a[i][i] += l2;
     }
-    let w = solve_spd(a, b)?;
+    let v = solve_spd(a, b)?;
+    let w: Vec<f64> = v.iter().zip(&sz).map(|(v, s)| v / s).collect();
     let bias = mt - w.iter().zip(&mz).map(|(w, m)| w * m).sum::<f64>();
     let mut weights: Vec<f32> = w.iter().map(|&x| x as f32).collect();
     weights.resize(dense, 0.0);
