@@ -507,14 +507,27 @@ pub fn language(text: &str) -> &'static str {
     // the first 400 words (runs of alphabetic characters); a word is English when its lowercase
     // form is in EN (ASCII words compared without allocating)
     let (mut n_words, mut en) = (0usize, 0usize);
-    for w in alphabetic_words(text).take(400) {
-        n_words += 1;
-        let is_en = if w.is_ascii() {
-            is_en_word(w)
-        } else {
-            EN.contains(&w.to_lowercase().as_str())
-        };
-        en += usize::from(is_en);
+    if text.is_ascii() {
+        // the same words, split on bytes
+        for w in text
+            .as_bytes()
+            .split(|b| !b.is_ascii_alphabetic())
+            .filter(|w| !w.is_empty())
+            .take(400)
+        {
+            n_words += 1;
+            en += usize::from(std::str::from_utf8(w).is_ok_and(is_en_word));
+        }
+    } else {
+        for w in alphabetic_words(text).take(400) {
+            n_words += 1;
+            let is_en = if w.is_ascii() {
+                is_en_word(w)
+            } else {
+                EN.contains(&w.to_lowercase().as_str())
+            };
+            en += usize::from(is_en);
+        }
     }
     if n_words == 0 {
         return "en";
@@ -847,6 +860,9 @@ mod tests {
             format!("{}{}", "й ".repeat(1999), "é".repeat(5000)),
             "Bonjour à tous, voici le résumé ".repeat(300),
             "x".repeat(10_000),
+            "The cat is on the mat. ".repeat(50),
+            "Lorem ipsum dolor sit amet, consectetur adipiscing elit ".repeat(100),
+            "one two three four five six seven eight nine ten, and the".to_string(),
         ];
         for t in texts {
             assert_eq!(language(&t), language_reference(&t), "{}", &t[..40]);
