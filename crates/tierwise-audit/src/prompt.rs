@@ -336,6 +336,7 @@ mod tests {
             top_k,
             pinned: vec![],
             method: tierwise_tools::Method::Lexical,
+            keep_share: 0.0,
         }
     }
 

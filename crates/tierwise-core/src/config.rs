@@ -191,6 +191,8 @@ pub struct RawTools {
     #[serde(default)]
     pub pinned: Vec<String>,
     pub max_search_rounds: Option<u32>,
+    pub method: Option<ToolMethod>,
+    pub keep_share: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -248,6 +250,19 @@ pub enum ToolMode {
     Prune,
     /// Prune, and add a `tool_search` function the gateway answers itself.
     ToolSearch,
+}
+
+/// How tool search ranks tools (`tools.method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolMethod {
+    /// Plain BM25 over all the conversation's text (the baseline).
+    Bm25,
+    /// BM25 per channel (latest turn, its clauses, earlier turns) with related-word expansion.
+    Lexical,
+    /// Lexical plus MiniLM sentence embeddings (lexical when the model is absent).
+    #[default]
+    Hybrid,
 }
 
 /// Conditions of a routing rule; all given conditions must hold (AND). Lists match any element.
@@ -421,6 +436,9 @@ pub struct Tools {
     pub top_k: usize,
     pub pinned: Vec<String>,
     pub max_search_rounds: u32,
+    pub method: ToolMethod,
+    /// Share of a large request's tools also kept: k = max(top_k, ⌈keep_share × tools⌉).
+    pub keep_share: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -751,6 +769,8 @@ impl Config {
             top_k,
             pinned,
             max_search_rounds,
+            method: tool_method,
+            keep_share,
         } = tools;
         let tools = Tools {
             mode: mode.unwrap_or_default(),
@@ -758,7 +778,15 @@ impl Config {
             top_k: top_k.unwrap_or(24),
             pinned,
             max_search_rounds: max_search_rounds.unwrap_or(2),
+            method: tool_method.unwrap_or_default(),
+            keep_share: keep_share.unwrap_or(0.0),
         };
+        if !(0.0..=1.0).contains(&tools.keep_share) {
+            return Err(ConfigError::invalid(
+                "tools.keep_share",
+                "must be between 0 and 1",
+            ));
+        }
         if tools.top_k == 0 {
             return Err(ConfigError::invalid("tools.top_k", "must be at least 1"));
         }

@@ -42,7 +42,8 @@
 //! `tool_search` schema when it was sent). Responses API calls and cascade calls are pruned
 //! only (no `tool_search` function).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::http::{HeaderValue, header};
@@ -50,7 +51,9 @@ use serde_json::{Map, Value, json};
 use tierwise_core::config::{ToolMode, Tools};
 use tierwise_core::request::{Api, RequestView};
 use tierwise_tools::tool_search;
-use tierwise_tools::{Method, Policy, ToolIndex, select};
+use tierwise_tools::{
+    Method, Policy, TextEmbedder, ToolIndex, embed_cache, embedders, select_with,
+};
 
 use crate::app::AppState;
 use crate::dispatch::{Candidates, Dispatched, Target, Trail, walk};
@@ -63,11 +66,14 @@ pub const CACHE_CAPACITY: usize = 256;
 pub const SESSION_KEY: &str = "__tierwise_tool_search";
 
 /// Prunes `tools` with the `[tools]` policy (see the module docs).
-#[derive(Debug)]
 pub struct ToolSearchShaper {
     policy: Policy,
     max_search_rounds: u32,
-    cache: Mutex<IndexCache>,
+    cache: Arc<Mutex<IndexCache>>,
+    /// The sentence embedder of `method = "hybrid"` (MiniLM); `None`: lexical.
+    embedder: Option<Arc<dyn TextEmbedder + Send + Sync>>,
+    /// Where tool vectors are cached on disk.
+    vector_cache: Option<PathBuf>,
 }
 
 /// An index and the tool list it was built from.
@@ -81,6 +87,8 @@ pub struct Indexed {
 struct IndexCache {
     map: HashMap<u64, Indexed>,
     order: VecDeque<u64>,
+    /// Tool lists whose vectors are being computed in the background.
+    embedding: HashSet<u64>,
 }
 
 impl IndexCache {
@@ -107,20 +115,135 @@ impl IndexCache {
     }
 }
 
+impl std::fmt::Debug for ToolSearchShaper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolSearchShaper")
+            .field("policy", &self.policy)
+            .field("max_search_rounds", &self.max_search_rounds)
+            .field("embedder", &self.embedder.as_ref().map(|e| e.model_id()))
+            .finish_non_exhaustive()
+    }
+}
+
 impl ToolSearchShaper {
     pub fn new(policy: Policy) -> ToolSearchShaper {
         ToolSearchShaper {
             policy,
             max_search_rounds: 2,
-            cache: Mutex::new(IndexCache::default()),
+            cache: Arc::new(Mutex::new(IndexCache::default())),
+            embedder: None,
+            vector_cache: None,
         }
     }
 
-    /// The shaper of a `[tools]` config section.
+    /// The shaper of a `[tools]` config section. `method = "hybrid"` loads MiniLM
+    /// (`TIERWISE_MINILM_DIR`, else `router/embed/all-minilm-l6-v2`); without it the shaper
+    /// ranks lexically and says so once (a warning in the log).
     pub fn from_config(tools: &Tools) -> ToolSearchShaper {
-        ToolSearchShaper {
+        let mut policy = Policy::from_config(tools);
+        let mut shaper = ToolSearchShaper {
             max_search_rounds: tools.max_search_rounds,
-            ..ToolSearchShaper::new(Policy::from_config(tools))
+            ..ToolSearchShaper::new(policy.clone())
+        };
+        if policy.method == Method::Hybrid && policy.mode != ToolMode::Off {
+            match embedders::minilm_dir().map(|d| embedders::MiniLmEmbedder::load(&d)) {
+                Some(Ok(e)) => {
+                    shaper.vector_cache = Some(e.cache_dir().to_path_buf());
+                    shaper = shaper.with_embedder(Arc::new(e));
+                }
+                found => {
+                    let why = match found {
+                        Some(Err(e)) => e.to_string(),
+                        _ => format!("no model at {}", embedders::MINILM_DIR),
+                    };
+                    tracing::warn!(
+                        "tool search: tools.method = \"hybrid\" but {why} (run scripts/fetch-minilm.sh); ranking lexically"
+                    );
+                    policy.method = Method::Lexical;
+                    shaper.policy = policy;
+                }
+            }
+        }
+        shaper
+    }
+
+    /// Ranks with `embedder` too (hybrid): tool vectors are computed in the background the
+    /// first time a tool list is seen (that request and those until it is done rank
+    /// lexically), and cached on disk when [`TextEmbedder::model_id`] names the model.
+    pub fn with_embedder(mut self, embedder: Arc<dyn TextEmbedder + Send + Sync>) -> Self {
+        self.policy.method = Method::Hybrid;
+        self.embedder = Some(embedder);
+        self
+    }
+
+    /// Waits (up to `timeout`) until no tool list is being embedded; true if none is.
+    pub fn wait_embedded(&self, timeout: std::time::Duration) -> bool {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            let busy = !self
+                .cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .embedding
+                .is_empty();
+            if !busy {
+                return true;
+            }
+            if std::time::Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Starts the background embedding of a cached tool list that has no vectors yet.
+    fn embed_later(&self, key: u64, indexed: &Indexed) {
+        let Some(embedder) = self.embedder.clone() else {
+            return;
+        };
+        if indexed.index.has_vectors() {
+            return;
+        }
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if !cache.embedding.insert(key) {
+                return;
+            }
+        }
+        let cache = Arc::clone(&self.cache);
+        let tools = Arc::clone(&indexed.tools);
+        let dir = self.vector_cache.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tool-vectors".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let index = embed_cache::build(&tools, embedder.as_ref(), dir.as_deref());
+                let mut c = cache.lock().unwrap_or_else(PoisonError::into_inner);
+                c.embedding.remove(&key);
+                if let Some(entry) = c.map.get_mut(&key) {
+                    entry.index = Arc::new(index);
+                }
+                tracing::info!(
+                    tools = tools.len(),
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "tool search: tool vectors ready"
+                );
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "tool search: cannot start the embedding thread");
+            self.cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .embedding
+                .remove(&key);
+        }
+    }
+
+    /// The embedder when `index` has vectors for it (hybrid), else `None` (lexical).
+    fn embedder_for(&self, index: &ToolIndex) -> Option<&dyn TextEmbedder> {
+        match &self.embedder {
+            Some(e) if index.has_vectors() => Some(e.as_ref() as &dyn TextEmbedder),
+            _ => None,
         }
     }
 
@@ -180,8 +303,19 @@ impl ToolShaper for ToolSearchShaper {
             };
         }
         let (fingerprint, indexed) = self.index(tools);
+        self.embed_later(fingerprint, &indexed);
         let index = &indexed.index;
-        let selection = select(index, view, &self.policy);
+        let embedder = self.embedder_for(index);
+        // Embedding the conversation takes milliseconds (MiniLM): let the runtime move other
+        // tasks off this worker meanwhile.
+        let selection = match (embedder, tokio::runtime::Handle::try_current()) {
+            (Some(_), Ok(h))
+                if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                tokio::task::block_in_place(|| select_with(index, view, &self.policy, embedder))
+            }
+            _ => select_with(index, view, &self.policy, embedder),
+        };
         let mut shaping = ToolShaping {
             removed: offered.saturating_sub(selection.kept.len()),
             offered,
@@ -339,6 +473,7 @@ fn strip_calls(answer: &mut Value, name: &str) {
 
 /// The tool messages answering `calls`; adds the found tools to `sent` (kept ascending).
 fn answer_calls(
+    shaper: Option<&ToolSearchShaper>,
     indexed: &Indexed,
     calls: &[Value],
     sent: &mut Vec<usize>,
@@ -353,14 +488,14 @@ fn answer_calls(
             .unwrap_or("");
         let content = match tool_search::parse_arguments(args) {
             Ok(c) => {
-                let found = tool_search::search(
-                    &indexed.index,
-                    &c.query,
-                    c.limit,
-                    sent,
-                    Method::Lexical,
-                    None,
-                );
+                let embedder = shaper.and_then(|s| s.embedder_for(&indexed.index));
+                let method = if embedder.is_some() {
+                    Method::Hybrid
+                } else {
+                    Method::Lexical
+                };
+                let found =
+                    tool_search::search(&indexed.index, &c.query, c.limit, sent, method, embedder);
                 sent.extend(&found);
                 sent.sort_unstable();
                 sent.dedup();
@@ -477,7 +612,8 @@ pub(crate) async fn search_rounds(
             && offered_search
         {
             rounds += 1;
-            let (replies, queries) = answer_calls(&indexed, calls, &mut sent);
+            let (replies, queries) =
+                answer_calls(state.tools.tool_search(), &indexed, calls, &mut sent);
             tracing::debug!(round = rounds, ?queries, sent = sent.len(), model = %candidate.model, "tool_search answered");
             offered_search = rounds < max_rounds;
             let mut assistant = json!({"role": "assistant", "content": message.get("content").cloned().unwrap_or(Value::Null), "tool_calls": calls});
@@ -563,6 +699,7 @@ mod tests {
             top_k: 3,
             pinned: vec!["tool_7".into()],
             method: tierwise_tools::Method::Lexical,
+            keep_share: 0.0,
         }
     }
 
@@ -734,7 +871,7 @@ mod tests {
             json!({"id": "a", "function": {"name": "tool_search", "arguments": "{\"query\": \"text message\"}"}}),
             json!({"id": "b", "function": {"name": "tool_search", "arguments": "oops"}}),
         ];
-        let (replies, queries) = answer_calls(&indexed, &calls, &mut sent);
+        let (replies, queries) = answer_calls(None, &indexed, &calls, &mut sent);
         assert_eq!(queries, ["text message"]);
         assert_eq!(sent, [2, 20, 25]);
         assert_eq!(replies[0]["tool_call_id"], "a");
@@ -742,5 +879,45 @@ mod tests {
         let out = tools_for(&indexed, &sent, Some("tool_search"));
         let names: Vec<&str> = out.iter().filter_map(function_of).collect();
         assert_eq!(names, ["tool_2", "send_sms", "tool_24", "tool_search"]);
+    }
+
+    struct Travel;
+    impl TextEmbedder for Travel {
+        fn embed_text(&self, text: &str) -> Vec<f32> {
+            let t = text.to_lowercase();
+            let travel = ["flight", "journey", "trip", "plane"]
+                .iter()
+                .filter(|w| t.contains(*w))
+                .count() as f32;
+            vec![travel, 0.1]
+        }
+    }
+
+    #[test]
+    fn hybrid_ranks_with_vectors_computed_in_the_background() {
+        let mut tools = catalog(40);
+        tools.insert(9, tool("book_seat", "Reserve a seat on a plane"));
+        let shaper = ToolSearchShaper::new(policy(ToolMode::Prune)).with_embedder(Arc::new(Travel));
+        let ask = || {
+            let mut v = json!({"model": "auto",
+                "messages": [{"role": "user", "content": "plan my journey to Rome"}],
+                "tools": tools.clone()});
+            let view = RequestView::chat(&v).unwrap();
+            let mut b = v.as_object_mut().unwrap().clone();
+            shaper.shape(&mut b, &view);
+            b["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(function_of)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let _first = ask(); // lexical while the vectors are computed
+        assert!(shaper.wait_embedded(std::time::Duration::from_secs(5)));
+        let (_, indexed) = shaper.index(&tools);
+        assert!(indexed.index.has_vectors());
+        let names = ask();
+        assert!(names.contains(&"book_seat".to_string()), "{names:?}");
     }
 }

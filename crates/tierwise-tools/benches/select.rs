@@ -2,6 +2,9 @@
 //!
 //! Tools are the committed fixture catalogs (`fixtures/*/tools.jsonl`), repeated with renamed
 //! copies up to the size wanted; requests are the fixture's queries.
+//! With the MiniLM model present (`scripts/fetch-minilm.sh`, or `TIERWISE_MINILM_DIR`), also
+//! hybrid selection per request on 500 tools (the conversation's embedding included; tool
+//! vectors computed once before timing).
 //! Run: `cargo bench -p tierwise-tools --bench select`.
 
 use std::hint::black_box;
@@ -11,7 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use tierwise_core::config::ToolMode;
 use tierwise_core::request::RequestView;
-use tierwise_tools::{Method, Policy, ToolIndex, select};
+use tierwise_tools::{Method, Policy, TextEmbedder, ToolIndex, embedders, select, select_with};
 
 fn fixture_tools() -> Vec<Value> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
@@ -72,6 +75,7 @@ fn bench(c: &mut Criterion) {
         top_k: 16,
         pinned: vec![],
         method: Method::Lexical,
+        keep_share: 0.0,
     };
     let reqs = requests();
     for n in [500, 5000] {
@@ -84,6 +88,32 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+
+    let dir = embedders::minilm_dir().or_else(|| {
+        let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../")
+            .join(embedders::MINILM_DIR);
+        embedders::is_bert_dir(&d).then_some(d)
+    });
+    let Some(e) = dir.and_then(|d| embedders::MiniLmEmbedder::load(&d).ok()) else {
+        return;
+    };
+    let hybrid = Policy {
+        method: Method::Hybrid,
+        ..policy
+    };
+    let index = ToolIndex::build_with(&catalog(500), Some(&e as &dyn TextEmbedder));
+    let mut i = 0;
+    let mut group = c.benchmark_group("hybrid");
+    group.sample_size(10);
+    group.bench_function("select per request, 500 tools, hybrid (MiniLM)", |b| {
+        b.iter(|| {
+            i = (i + 1) % reqs.len().max(1);
+            reqs.get(i)
+                .map(|r| select_with(&index, black_box(r), &hybrid, Some(&e as &dyn TextEmbedder)))
+        })
+    });
+    group.finish();
 }
 
 criterion_group! {

@@ -83,6 +83,7 @@ fn main() {
         &data,
         &EvalOptions {
             k: 24,
+            keep_share: 0.0,
             method,
             threshold: 0,
             whole_catalog: all,

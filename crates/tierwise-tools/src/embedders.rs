@@ -7,7 +7,9 @@
 //! - [`StaticEmbedder`]: the router's static model2vec-style model (tens of µs per text; no
 //!   measurable recall gain on tool catalogs, kept for comparison).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use tierwise_embed::Embedder;
 use tierwise_embed::minilm::MiniLm;
@@ -40,12 +42,17 @@ pub fn is_bert_dir(dir: &Path) -> bool {
         && dir.join("tokenizer.json").is_file()
 }
 
+/// Query vectors remembered (agents resend the same turns on every step of a tool loop).
+const MEMO_CAPACITY: usize = 4096;
+
 /// MiniLM as a tool-search embedder.
 #[derive(Debug)]
 pub struct MiniLmEmbedder {
     model: MiniLm,
     threads: usize,
     cache: PathBuf,
+    /// Vectors of recent short batches (query channels) by text; cleared when full.
+    memo: Mutex<HashMap<String, Vec<f32>>>,
 }
 
 impl MiniLmEmbedder {
@@ -55,6 +62,7 @@ impl MiniLmEmbedder {
             model: MiniLm::load(dir)?,
             threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             cache: dir.join("cache"),
+            memo: Mutex::new(HashMap::new()),
         })
     }
 
@@ -74,13 +82,39 @@ impl TextEmbedder for MiniLmEmbedder {
     }
 
     fn embed_texts(&self, texts: &[&str]) -> Vec<Vec<f32>> {
-        // A handful of query texts: one batch here; a catalog: every core.
-        let threads = if texts.len() <= tierwise_embed::minilm::BATCH {
-            1
-        } else {
-            self.threads
+        if texts.len() > tierwise_embed::minilm::BATCH {
+            // A catalog: every core, not memoised.
+            return self.model.embed_parallel(texts, self.threads);
+        }
+        // A conversation's channels: one batch of the texts not seen recently.
+        let missing: Vec<&str> = {
+            let memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+            texts
+                .iter()
+                .copied()
+                .filter(|t| !memo.contains_key(*t))
+                .collect()
         };
-        self.model.embed_parallel(texts, threads)
+        let fresh = self.model.embed_parallel(&missing, 1);
+        let mut memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+        if memo.len() + missing.len() > MEMO_CAPACITY {
+            memo.clear();
+        }
+        for (t, v) in missing.iter().zip(&fresh) {
+            memo.insert((*t).to_string(), v.clone());
+        }
+        texts
+            .iter()
+            .map(|t| {
+                memo.get(*t).cloned().unwrap_or_else(|| {
+                    missing
+                        .iter()
+                        .position(|m| m == t)
+                        .and_then(|i| fresh.get(i).cloned())
+                        .unwrap_or_default()
+                })
+            })
+            .collect()
     }
 
     fn model_id(&self) -> String {

@@ -21,7 +21,9 @@ use crate::query::{Method, Query, rank};
 use crate::select::{Policy, select_ranked};
 
 /// Values of k on the curve (those above the largest tool list are dropped).
-pub const CURVE_KS: [usize; 18] = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 72, 96, 128];
+pub const CURVE_KS: [usize; 18] = [
+    1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 72, 96, 128,
+];
 
 /// A data set that cannot be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +270,8 @@ fn file_name(p: &Path) -> String {
 pub struct EvalOptions {
     /// Tools kept per request (`top_k`).
     pub k: usize,
+    /// Share of a large pool also kept (`tools.keep_share`; 0: exactly `k`).
+    pub keep_share: f64,
     pub method: Method,
     /// Prune only requests with more tools than this (0: always prune, the selector alone).
     pub threshold: usize,
@@ -364,6 +368,7 @@ pub fn evaluate(
         mode: ToolMode::Prune,
         threshold: opts.threshold,
         top_k: opts.k.max(1),
+        keep_share: opts.keep_share,
         pinned: Vec::new(),
         method: opts.method,
     };
@@ -468,8 +473,15 @@ pub fn evaluate(
         .copied()
         .filter(|&k| k <= max_pool.max(1))
         .collect();
-    if !ks.contains(&policy.top_k) {
-        ks.push(policy.top_k);
+    // The k the policy uses on the catalog (per-query candidate pools are small: `top_k`).
+    let k_catalog = policy.k_for(catalog.indexed_len());
+    let k_eff = if data.queries.iter().any(|q| q.candidates.is_some()) && !opts.whole_catalog {
+        policy.top_k
+    } else {
+        k_catalog
+    };
+    if !ks.contains(&k_eff) {
+        ks.push(k_eff);
         ks.sort_unstable();
     }
     let curve = ks
@@ -511,7 +523,7 @@ pub fn evaluate(
 
     Report {
         queries: per.len(),
-        k: policy.top_k,
+        k: k_eff,
         method: opts.method,
         threshold: opts.threshold,
         pool: if opts.whole_catalog || data.queries.iter().all(|q| q.candidates.is_none()) {

@@ -310,6 +310,11 @@ impl ToolIndex {
         true
     }
 
+    /// Number of searchable (indexed) tools.
+    pub fn indexed_len(&self) -> usize {
+        self.entries.iter().filter(|e| e.is_indexed()).count()
+    }
+
     /// The tool vectors, if the index has them.
     pub fn vectors(&self) -> Option<&[Vec<f32>]> {
         self.vectors.as_deref()

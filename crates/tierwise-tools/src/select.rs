@@ -7,7 +7,7 @@
 //! the provider's prompt cache keeps hitting.
 
 use serde_json::Value;
-use tierwise_core::config::{ToolMode, Tools};
+use tierwise_core::config::{ToolMethod, ToolMode, Tools};
 use tierwise_core::request::RequestView;
 
 use crate::index::ToolIndex;
@@ -24,19 +24,41 @@ pub struct Policy {
     /// Tool names always kept.
     pub pinned: Vec<String>,
     pub method: Method,
+    /// Share of the indexed tools also kept on large requests (see [`Policy::k_for`]).
+    pub keep_share: f64,
 }
 
 impl Policy {
-    /// The policy of a `[tools]` config section. The method is lexical; hybrid needs an
-    /// embedder, which the caller passes to [`select_with`].
+    /// The policy of a `[tools]` config section. Hybrid needs an embedder, which the caller
+    /// passes to [`select_with`] (without one it ranks like lexical).
     pub fn from_config(tools: &Tools) -> Policy {
         Policy {
             mode: tools.mode,
             threshold: tools.threshold,
             top_k: tools.top_k,
             pinned: tools.pinned.clone(),
-            method: Method::Lexical,
+            method: match tools.method {
+                ToolMethod::Bm25 => Method::Bm25,
+                ToolMethod::Lexical => Method::Lexical,
+                ToolMethod::Hybrid => Method::Hybrid,
+            },
+            keep_share: tools.keep_share,
         }
+    }
+
+    /// Relevant tools kept from `indexed` searchable tools: `top_k`, or ⌈keep_share × indexed⌉
+    /// when larger. A token budget is relative (removing 98% of the schemas of 4,000 tools
+    /// leaves room for ~80 of them), so large catalogs keep more than a fixed k.
+    pub fn k_for(&self, indexed: usize) -> usize {
+        let share = (self.keep_share.clamp(0.0, 1.0) * indexed as f64).ceil();
+        // `share` is at most `indexed`, a usize.
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "0 <= share <= indexed"
+        )]
+        let share = share as usize;
+        self.top_k.max(share)
     }
 }
 
@@ -160,7 +182,7 @@ pub fn select_with(
         policy.method,
         embedder,
         None,
-        policy.top_k,
+        policy.k_for(index.indexed_len()),
     );
     select_ranked(index, &ranking, &forced, policy)
 }
@@ -208,7 +230,11 @@ pub fn select_ranked(
             *slot = Some(Reason::Unindexed);
         }
     }
-    for (rank, &i) in ranking.iter().take(policy.top_k).enumerate() {
+    for (rank, &i) in ranking
+        .iter()
+        .take(policy.k_for(index.indexed_len()))
+        .enumerate()
+    {
         if let Some(slot) = reason.get_mut(i)
             && slot.is_none()
         {
@@ -261,8 +287,21 @@ mod tests {
             threshold,
             top_k,
             pinned: vec![],
+            keep_share: 0.0,
             method: Method::Lexical,
         }
+    }
+
+    #[test]
+    fn large_catalogs_keep_a_share() {
+        let mut p = policy(16, 24);
+        assert_eq!(p.k_for(4076), 24);
+        p.keep_share = 0.016;
+        assert_eq!(p.k_for(4076), 66);
+        assert_eq!(p.k_for(1951), 32);
+        assert_eq!(p.k_for(300), 24);
+        p.keep_share = 7.0; // clamped to 1
+        assert_eq!(p.k_for(30), 30);
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn run(name: &str, k: usize, method: Method) -> Report {
         method,
         threshold: 0,
         whole_catalog: false,
+        keep_share: 0.0,
         cache_dir: None,
     };
     evaluate(&data, &opts, None, &mut || {})
@@ -83,6 +84,7 @@ fn threshold_keeps_small_requests_whole() {
         method: Method::Lexical,
         threshold: 16,
         whole_catalog: false,
+        keep_share: 0.0,
         cache_dir: None,
     };
     let r = evaluate(&data, &opts, None, &mut || {});
@@ -90,6 +92,7 @@ fn threshold_keeps_small_requests_whole() {
     assert_eq!(r.reduction, 0.0);
     let opts = EvalOptions {
         whole_catalog: true,
+        keep_share: 0.0,
         cache_dir: None,
         ..opts
     };
@@ -167,6 +170,7 @@ fn malformed_lines_are_reported_with_line_numbers() {
             method: Method::Lexical,
             threshold: 0,
             whole_catalog: false,
+            keep_share: 0.0,
             cache_dir: None,
         },
         None,
@@ -244,7 +248,7 @@ proptest! {
         let index = ToolIndex::build(&tools);
         prop_assert_eq!(index.len(), tools.len());
         let view = RequestView::chat(&json!({"model": "m", "messages": [{"role": "user", "content": names.join(" then ")}]})).unwrap();
-        let policy = Policy { mode: ToolMode::Prune, threshold: 0, top_k: k, pinned: vec![], method: Method::Lexical };
+        let policy = Policy { mode: ToolMode::Prune, threshold: 0, top_k: k, pinned: vec![], method: Method::Lexical, keep_share: 0.0 };
         let s = select(&index, &view, &policy);
         let kept = s.indices();
         prop_assert!(kept.windows(2).all(|w| w[0] < w[1]));

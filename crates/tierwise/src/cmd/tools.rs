@@ -2,57 +2,88 @@
 
 use std::fmt::Write as _;
 
+use tierwise_tools::embedders::{self, MiniLmEmbedder, StaticEmbedder};
 use tierwise_tools::eval::{Dataset, EvalOptions, Report, evaluate};
-use tierwise_tools::{Method, TextEmbedder};
+use tierwise_tools::{Method, Policy, TextEmbedder};
 
 use crate::cli::{ToolsEvalArgs, ToolsMethodArg};
 use crate::output::{self, Status};
 
-/// The shared embedding model as the tool index's embedder.
-struct Embeddings(tierwise_embed::Embedder);
-
-impl TextEmbedder for Embeddings {
-    fn embed_text(&self, text: &str) -> Vec<f32> {
-        self.0.embed(text)
-    }
-}
-
 /// Problems listed on stderr in the human report (all of them are in `--json`).
 const SHOWN_PROBLEMS: usize = 10;
 
-pub fn run_eval(args: ToolsEvalArgs) -> anyhow::Result<Status> {
-    let k = match args.k {
-        Some(0) => anyhow::bail!("--k must be at least 1"),
-        Some(k) => k,
-        None => super::load_config(args.config.as_deref())?.tools.top_k,
+/// The embedder for hybrid ranking, its display name and its tool-vector cache folder.
+type Loaded = (Box<dyn TextEmbedder>, String, Option<std::path::PathBuf>);
+
+/// MiniLM from `--embed-dir` or the default folder; a static model from an `--embed-dir`
+/// that holds one. `None`: no model.
+fn load_hybrid_embedder(arg: Option<&std::path::Path>) -> anyhow::Result<Option<Loaded>> {
+    let dir = match arg {
+        Some(d) => Some(d.to_path_buf()),
+        None => embedders::minilm_dir(),
     };
-    let method = match args.method {
-        ToolsMethodArg::Bm25 => Method::Bm25,
-        ToolsMethodArg::Lexical => Method::Lexical,
-        ToolsMethodArg::Hybrid => Method::Hybrid,
+    let Some(dir) = dir else { return Ok(None) };
+    if embedders::is_bert_dir(&dir) {
+        let e = MiniLmEmbedder::load(&dir)
+            .map_err(|e| anyhow::anyhow!("embedding model {}: {e}", dir.display()))?;
+        let name = e.name().to_string();
+        let cache = e.cache_dir().to_path_buf();
+        return Ok(Some((Box::new(e), name, Some(cache))));
+    }
+    match super::eval::load_embedder(Some(&dir))? {
+        Some(e) => {
+            let name = e.name().to_string();
+            Ok(Some((Box::new(StaticEmbedder(e)), name, None)))
+        }
+        None => Ok(None),
+    }
+}
+
+pub fn run_eval(args: ToolsEvalArgs) -> anyhow::Result<Status> {
+    let config = super::load_config(args.config.as_deref())?;
+    let (k, keep_share) = match args.k {
+        Some(0) => anyhow::bail!("--k must be at least 1"),
+        Some(k) => (k, 0.0),
+        None => (config.tools.top_k, config.tools.keep_share),
+    };
+    let mut method = match args.method {
+        Some(ToolsMethodArg::Bm25) => Method::Bm25,
+        Some(ToolsMethodArg::Lexical) => Method::Lexical,
+        Some(ToolsMethodArg::Hybrid) => Method::Hybrid,
+        None => Policy::from_config(&config.tools).method,
     };
     let embedder = if method == Method::Hybrid {
-        match super::eval::load_embedder(args.embed_dir.as_deref())? {
-            Some(e) => Some(Embeddings(e)),
-            None => anyhow::bail!(
-                "--method hybrid needs an embedding model: run scripts/fetch-embeddings.sh or pass --embed-dir"
+        match load_hybrid_embedder(args.embed_dir.as_deref())? {
+            Some(e) => Some(e),
+            None if args.method.is_some() || args.embed_dir.is_some() => anyhow::bail!(
+                "--method hybrid needs an embedding model: run scripts/fetch-minilm.sh or pass --embed-dir"
             ),
+            None => {
+                // Said in the report (stdout), so stderr stays for errors and progress.
+                method = Method::Lexical;
+                None
+            }
         }
     } else {
         None
     };
+    let fell_back = args.method.is_none()
+        && method == Method::Lexical
+        && Policy::from_config(&config.tools).method == Method::Hybrid;
     let data = Dataset::load(&args.data)?;
     let opts = EvalOptions {
         k,
+        keep_share,
         method,
         threshold: args.threshold,
         whole_catalog: args.all_tools,
+        cache_dir: embedder.as_ref().and_then(|e| e.2.clone()),
     };
     let bar = output::progress(data.queries.len() as u64, args.json, "queries");
     let report = evaluate(
         &data,
         &opts,
-        embedder.as_ref().map(|e| e as &dyn TextEmbedder),
+        embedder.as_ref().map(|e| e.0.as_ref()),
         &mut || bar.inc(1),
     );
     bar.finish_and_clear();
@@ -60,11 +91,13 @@ pub fn run_eval(args: ToolsEvalArgs) -> anyhow::Result<Status> {
     if args.json {
         output::json(&report)?;
     } else {
-        output::out(&human(
-            &report,
-            &args,
-            embedder.as_ref().map(|e| e.0.name()),
-        ));
+        let mut text = human(&report, &args, embedder.as_ref().map(|e| e.1.as_str()));
+        if fell_back {
+            text.push_str(
+                "note: tools.method is hybrid but no MiniLM model was found (run scripts/fetch-minilm.sh): ranked lexically\n",
+            );
+        }
+        output::out(&text);
     }
     if !report.problems.is_empty() {
         for p in report.problems.iter().take(SHOWN_PROBLEMS) {
