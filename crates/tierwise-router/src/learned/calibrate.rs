@@ -3,10 +3,11 @@
 //! threshold τ_k, else the top.
 //!
 //! Search: first one τ shared by every tier below the top (a scan over the estimates of the
-//! calibration set), then per-tier thresholds by coordinate descent from it — each τ_k in turn
-//! scanned over quantiles of tier k's estimates with the others fixed, kept when the target is
-//! met and the objective improves (most quality within a share or a budget; least cost at a
-//! quality). Quality is the recorded score when every row has one, else the router's own
+//! calibration set), then per-tier thresholds by coordinate descent from it on a Lagrangian
+//! (quality − λ·share, quality − λ·cost, or −cost + λ·quality) for a sweep of λ — each τ_k in
+//! turn scanned over quantiles of tier k's estimates with the others fixed. The best point
+//! evaluated that meets the target wins (most quality within a share or a budget; least cost at
+//! a quality). Quality is the recorded score when every row has one, else the router's own
 //! estimate of the chosen tier (the expected share of the top tier's quality kept). The per-tier
 //! result is never worse on the calibration set than the shared one; on a 2-tier ladder they
 //! are the same.
@@ -229,29 +230,64 @@ pub fn calibrate(rows: &[CalRow], target: Target) -> Result<Calibration, Calibra
             _ => (false, evals.first().ok_or(CalibrateError::Empty)?.clone()),
         },
     };
-    // per-tier thresholds: coordinate descent from the shared τ (only when it is feasible)
+    // per-tier thresholds (only when the shared τ meets the target): coordinate descent on the
+    // Lagrangian value − λ·resource for a sweep of λ, starting from the shared τ; the best
+    // feasible point evaluated on the way wins (a descent on the constrained problem alone
+    // stalls on the constraint's boundary)
     let mut th = vec![tau; k];
     let mut best = shared.clone();
     if met && k > 2 {
         let per_tier: Vec<Vec<f64>> = (0..k - 1)
-            .map(|i| candidates(rows.iter().map(|r| r.estimates[i]).collect(), 200))
+            .map(|i| candidates(rows.iter().map(|r| r.estimates[i]).collect(), 120))
             .collect();
-        for _round in 0..3 {
-            let mut moved = false;
-            for i in 0..k - 1 {
-                for &c in &per_tier[i] {
-                    let mut t = th.clone();
-                    t[i] = c;
-                    let e = evaluate(rows, &t, k);
-                    if feasible(&e) && better(&e, &best) {
-                        th = t;
-                        best = e;
-                        moved = true;
+        // value to maximize and resource to spend, per target
+        let vr = |e: &Eval| -> (f64, f64) {
+            match target {
+                Target::StrongShare(_) => (e.objective, e.share[k - 1]),
+                Target::BudgetUsdPer1k(_) => (e.objective, e.cost_per_1k),
+                Target::Quality(_) => (-e.cost_per_1k, -e.objective),
+            }
+        };
+        let all_top = evaluate(rows, &vec![f64::INFINITY; k], k);
+        let all_cheap = evaluate(rows, &vec![f64::NEG_INFINITY; k], k);
+        let (v1, r1) = vr(&all_top);
+        let (v0, r0) = vr(&all_cheap);
+        let scale = ((v1 - v0) / (r1 - r0)).abs();
+        let scale = if scale.is_finite() && scale > 0.0 {
+            scale
+        } else {
+            1.0
+        };
+        for step in 0..25 {
+            let lambda = scale * 10f64.powf(-2.0 + 4.0 * f64::from(step) / 24.0);
+            let lag = |e: &Eval| {
+                let (v, r) = vr(e);
+                v - lambda * r
+            };
+            let mut t = vec![tau; k];
+            let mut cur = evaluate(rows, &t, k);
+            for _round in 0..3 {
+                let mut moved = false;
+                for i in 0..k - 1 {
+                    for &c in &per_tier[i] {
+                        let old = t[i];
+                        t[i] = c;
+                        let e = evaluate(rows, &t, k);
+                        if feasible(&e) && better(&e, &best) {
+                            th = t.clone();
+                            best = e.clone();
+                        }
+                        if lag(&e) > lag(&cur) + 1e-12 {
+                            cur = e;
+                            moved = true;
+                        } else {
+                            t[i] = old;
+                        }
                     }
                 }
-            }
-            if !moved {
-                break;
+                if !moved {
+                    break;
+                }
             }
         }
     }
