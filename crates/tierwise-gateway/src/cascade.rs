@@ -10,11 +10,14 @@
 //! - `latency_budget_ms`: once an answer is in hand, a later tier is only awaited until the
 //!   budget is spent (verdict `timeout`), then the answer in hand is returned. A call abandoned
 //!   this way is not priced: its usage never arrives (the provider may still bill it).
-//! - `samples = 2`: tiers below the last are asked for `n = 2` (when the client did not set `n`);
+//! - `samples = 2`: tiers below the last are asked for `n = 2` (chat completions, when the
+//!   client did not set `n`);
 //!   two samples that disagree (`tierwise_router::cascade::agreement`) are a rejection (gate
 //!   `samples_disagree`); the client gets the first sample only; both are paid.
-//! - `logprobs = true`: tiers below the last are asked for `logprobs` (when the client did not
-//!   set it); they are scored, then removed from the answer the client gets.
+//! - `logprobs = true`: tiers below the last are asked for `logprobs` (chat completions, when
+//!   the client did not set it); they are scored, then removed from the answer the client gets.
+//!   The shipped scorer gives them weight 0 (no training data carries log-probabilities), so
+//!   they are only asked for when configured or when a scorer file weighs them.
 //! - `scorer`: the scorer file (default: the shipped one), loaded once at start
 //!   ([`load_scorer`]).
 //!
@@ -173,8 +176,11 @@ pub async fn run(
             .map(|c| cfg.threshold(c.tier, scorer.default_threshold()))
             .collect(),
     );
-    let ask_samples = cfg.samples >= 2 && !body.contains_key("n");
-    let ask_logprobs = (cfg.logprobs || scorer.uses_logprobs()) && !body.contains_key("logprobs");
+    // `n` and `logprobs` are chat-completions parameters (the Responses API has neither)
+    let chat = target.path == "/chat/completions";
+    let ask_samples = chat && cfg.samples >= 2 && !body.contains_key("n");
+    let ask_logprobs =
+        chat && (cfg.logprobs || scorer.uses_logprobs()) && !body.contains_key("logprobs");
     let budget = Duration::from_millis(cfg.latency_budget_ms);
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut previous: Vec<Analysed> = Vec::new();
