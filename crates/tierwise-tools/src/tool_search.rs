@@ -126,12 +126,23 @@ pub fn search(
     found
 }
 
+/// Longest description (chars) quoted in a search answer; the full schema is in `tools`.
+pub const MAX_DESCRIPTION: usize = 200;
+
+/// `text` cut to [`MAX_DESCRIPTION`] characters (with `…` when cut).
+fn short(text: &str) -> String {
+    match text.char_indices().nth(MAX_DESCRIPTION) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
 /// The tool message content answering a search: the found tools' names and descriptions.
 pub fn answer(index: &ToolIndex, found: &[usize]) -> String {
     let tools: Vec<Value> = found
         .iter()
         .filter_map(|&i| index.entries().get(i))
-        .map(|e| json!({"name": e.name, "description": e.description}))
+        .map(|e| json!({"name": e.name, "description": short(&e.description)}))
         .collect();
     let note = if tools.is_empty() {
         "No matching tool. Rephrase the capability, or answer without a tool."
@@ -203,5 +214,8 @@ mod tests {
         assert!(search(&i, "text message", 5, &[2], Method::Lexical, None).is_empty());
         let a: Value = serde_json::from_str(&answer(&i, &[2])).unwrap();
         assert_eq!(a["tools"][0]["name"], "send_sms");
+        assert_eq!(short("ab"), "ab");
+        let long = "é".repeat(300);
+        assert_eq!(short(&long).chars().count(), MAX_DESCRIPTION + 1);
     }
 }
