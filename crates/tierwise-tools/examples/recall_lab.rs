@@ -32,7 +32,11 @@ impl TextEmbedder for Memo {
         }
         let missing: Vec<&str> = {
             let m = self.memo.lock().unwrap();
-            texts.iter().copied().filter(|t| !m.contains_key(*t)).collect()
+            texts
+                .iter()
+                .copied()
+                .filter(|t| !m.contains_key(*t))
+                .collect()
         };
         if !missing.is_empty() {
             let got = self.inner.embed_texts(&missing);
@@ -95,7 +99,14 @@ fn main() {
     let curve: Vec<String> = report
         .curve
         .iter()
-        .map(|p| format!("@{} {:.1}% ({:.2}%)", p.k, p.recall * 100.0, p.reduction * 100.0))
+        .map(|p| {
+            format!(
+                "@{} {:.1}% ({:.2}%)",
+                p.k,
+                p.recall * 100.0,
+                p.reduction * 100.0
+            )
+        })
         .collect();
     println!(
         "{} {} all={all}: {} | build {:.0} ms, select {:.0} µs mean, total {:.1} s",
