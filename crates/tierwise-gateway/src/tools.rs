@@ -920,4 +920,29 @@ mod tests {
         let names = ask();
         assert!(names.contains(&"book_seat".to_string()), "{names:?}");
     }
+
+    /// The gateway's runtime is multi-threaded: embedding runs under `block_in_place` there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hybrid_shaping_inside_the_multi_thread_runtime() {
+        let mut tools = catalog(40);
+        tools.insert(9, tool("book_seat", "Reserve a seat on a plane"));
+        let shaper = ToolSearchShaper::new(policy(ToolMode::Prune)).with_embedder(Arc::new(Travel));
+        let (key, indexed) = shaper.index(&tools);
+        shaper.embed_later(key, &indexed);
+        assert!(shaper.wait_embedded(std::time::Duration::from_secs(5)));
+        let v = json!({"model": "auto",
+            "messages": [{"role": "user", "content": "plan my journey to Rome"}],
+            "tools": tools});
+        let view = RequestView::chat(&v).unwrap();
+        let mut b = v.as_object().unwrap().clone();
+        let s = shaper.shape(&mut b, &view);
+        assert!(s.sent < s.offered);
+        let names: Vec<&str> = b["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(function_of)
+            .collect();
+        assert!(names.contains(&"book_seat"), "{names:?}");
+    }
 }
