@@ -308,6 +308,8 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
         None
     };
     let group_names = groups.as_ref().map(|g| g.1.clone());
+    // the router beside it is cross-validated on the same folds (per data row)
+    let router_folds: Option<Vec<usize>> = groups.as_ref().map(|g| g.0.clone());
     let (scorers, scorer_name, full_scores, folds) = match groups {
         Some((fold_of_row, names, label)) => {
             let k = names.len();
@@ -405,8 +407,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
         move |t: &str| e.embed(t)
     });
     let embed_ref: Option<learn::Embed<'_>> = embed_fn.as_ref().map(|f| f as learn::Embed<'_>);
-    let (quality_est, form, rinfo) = match args.cv {
-        Some(k) => {
+    let (quality_est, form, rinfo) = match router_folds {
+        Some(folds) => {
+            let k = folds.iter().max().map_or(1, |m| m + 1);
             let fallback = if embedder.is_some() {
                 DEFAULT_FEATURES
             } else {
@@ -420,21 +423,22 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<Status> {
             let spec =
                 FeatureSpec::parse(list, espec).map_err(|e| anyhow::anyhow!("--features: {e}"))?;
             let pb = output::progress(k as u64, quiet, "cross-validating the router");
-            let out = learn::cross_validate(
+            let out = learn::cross_validate_folds(
                 &ds,
                 ladder,
                 &spec,
                 EstimateForm::Quality,
                 embed_ref,
                 &TrainOptions::default(),
-                k,
+                &folds,
                 |f| pb.set_position(f as u64),
             )?;
             pb.finish_and_clear();
+            let how = if lco { "leave-one-category-out" } else { "cv" };
             (
                 out.into_iter().map(|(_, e, _)| e).collect::<Vec<_>>(),
                 EstimateForm::default(),
-                format!("cv [{}]", spec.label()),
+                format!("{how} [{}]", spec.label()),
             )
         }
         None => {
