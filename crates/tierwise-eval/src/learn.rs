@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use rust_decimal::prelude::ToPrimitive;
-use tierwise_router::learned::features::{FeatureSpec, Featurized, featurize, prompt_text};
+use tierwise_router::learned::features::{
+    FeatureSpec, Featurized, embed_text, featurize, prompt_text,
+};
 use tierwise_router::learned::model::{EstimateForm, Model};
 use tierwise_router::learned::train::{
     Example, FitReport, ModelMeta, TrainError, TrainOptions, TrainSet, fit,
@@ -27,7 +29,7 @@ pub fn featurize_rows(
     let one = |r: &Row| {
         let text = prompt_text(&r.view);
         let e = match (&spec.embedding, embed) {
-            (Some(_), Some(f)) => Some(f(&text)),
+            (Some(_), Some(f)) => Some(f(embed_text(&text))),
             _ => None,
         };
         featurize(spec, &text, &r.signals, e.as_deref())

@@ -14,6 +14,23 @@ use tierwise_core::signals::Signals;
 /// the decision fast on huge prompts; the question usually sits at the end.
 pub const MAX_TEXT_BYTES: usize = 16_384;
 
+/// The embedding sees at most this many bytes from the start of the prompt text (cut on a char
+/// boundary): the embedding model reads only its first 512 tokens anyway, and tokenizing a whole
+/// long prompt to throw most of it away cost milliseconds per decision.
+pub const EMBED_MAX_BYTES: usize = 4096;
+
+/// The part of `text` the embedding reads (see [`EMBED_MAX_BYTES`]).
+pub fn embed_text(text: &str) -> &str {
+    if text.len() <= EMBED_MAX_BYTES {
+        return text;
+    }
+    let mut cut = EMBED_MAX_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
 /// Which feature groups a model uses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -199,7 +199,7 @@ impl LearnedRouter {
         let m = self.model();
         let text = prompt_text(view);
         let emb = match (&m.features.embedding, &self.embed) {
-            (Some(_), Some(f)) => Some(f(&text)),
+            (Some(_), Some(f)) => Some(f(features::embed_text(&text))),
             _ => None,
         };
         featurize(&m.features, &text, signals, emb.as_deref())
