@@ -164,7 +164,8 @@ fn re(cell: &'static OnceLock<Option<Regex>>, pat: &str) -> Option<&'static Rege
 /// Each non-ASCII character becomes one ASCII character of the same kind for every construct
 /// those patterns use: an uppercase letter when it case-folds to an ASCII letter (`ſ` → `S`,
 /// Kelvin sign → `K`: matched by `(?i)` literals, not by the case-sensitive patterns, which have
-/// no uppercase letters), else a space for Unicode whitespace (`\s`), `0` for a decimal digit
+/// no uppercase letters), else a vertical tab for Unicode whitespace (`\s`, but not the
+/// literal spaces of the patterns, which match U+0020 only), `0` for a decimal digit
 /// (`\d`, which is also `\w`), `_` for another word character (`\w`, so `\b` is unchanged), and
 /// `\x01` for anything else (punctuation, symbols: neither word, space nor newline). `.`,
 /// `[^$\n]` and counted repetitions see one character for one character.
@@ -314,7 +315,8 @@ impl CharKinds {
         } else if c.is_ascii() {
             c
         } else if in_ranges(&self.space, c) {
-            ' '
+            // not a space: the patterns' literal spaces match U+0020 only
+            '\x0B'
         } else if in_ranges(&self.digit, c) {
             '0'
         } else if in_ranges(&self.word, c) {
@@ -718,6 +720,7 @@ mod tests {
             "ordinary ascii text without anything",
             "x\u{a0}=\u{a0}3 and ٣ ^ 2, \\ſum, \\\u{212A}, eigenvalue\u{301}s, prove\u{301} proof_x",
             "write\u{2028}a function — 写一个 function in rust 😀 (how many?)",
+            "prime\u{a0}number, how\u{3000}many, contract\u{2009}law, big-o, what is\u{a0}the value",
         ];
         for t in texts {
             same_on_shadow(t);
@@ -731,7 +734,8 @@ mod tests {
                 proptest::sample::select(vec![
                     "plaintiff", "prove", "PROOF", "x = 3", "2^x", "\\frac", "\\pi", "$x^2$",
                     "eigen", "write a", "function", "c++", "how many", "symptom", "entropy",
-                    " ", "\n", "_", "7",
+                    " ", "\n", "_", "7", "how", "many", "prime", "number", "case", "law",
+                    "\u{a0}", "\u{3000}", "\u{b}",
                 ]).prop_map(str::to_string),
                 "[ſ\u{212A}éÉ’—\u{a0}\u{2028}\u{301}٣中😀ß\u{3000}]{1,2}",
                 "\\PC{1,3}",
