@@ -91,6 +91,7 @@ fn main() {
             method,
             threshold: 0,
             whole_catalog: all,
+            catalog_size: None,
             cache_dir: embedder.as_ref().map(|e| e.inner.cache_dir().to_path_buf()),
         },
         embedder.as_ref().map(|e| e as &dyn TextEmbedder),

@@ -277,6 +277,10 @@ pub struct EvalOptions {
     pub threshold: usize,
     /// Ignore `candidates` and select from the whole catalog.
     pub whole_catalog: bool,
+    /// Give each query a catalog of this many tools: its gold tools plus others drawn from the
+    /// whole catalog (deterministic per query id) — a "catalog of a few hundred tools" made
+    /// from a large one. Overrides `candidates` and `whole_catalog`.
+    pub catalog_size: Option<usize>,
     /// Where tool vectors are cached ([`crate::embed_cache`]); `None`: not cached.
     pub cache_dir: Option<std::path::PathBuf>,
 }
@@ -307,7 +311,8 @@ pub struct Report {
     pub k: usize,
     pub method: Method,
     pub threshold: usize,
-    /// `query` (each query's candidates where given) or `catalog`.
+    /// `query` (each query's candidates where given), `catalog`, or `sample` (`catalog_size`
+    /// tools per query: its gold tools and a deterministic draw of others).
     pub pool: &'static str,
     pub catalog_tools: usize,
     /// Share of queries whose gold tools were all kept.
@@ -337,6 +342,44 @@ struct PerQuery {
     unpruned: bool,
     hit_at_k: bool,
     sent_at_k: usize,
+}
+
+/// Catalog positions for one query: its gold tools plus `size − gold` others drawn without
+/// replacement from the whole catalog, seeded by the query id (the same draw on every run and
+/// for every method), returned in catalog order like a client's tool list.
+fn sample_pool(
+    q: &EvalQuery,
+    by_name: &std::collections::HashMap<&str, usize>,
+    catalog: usize,
+    size: usize,
+) -> Vec<usize> {
+    let mut chosen: Vec<usize> = q
+        .gold
+        .iter()
+        .filter_map(|g| by_name.get(g.as_str()).copied())
+        .collect();
+    chosen.sort_unstable();
+    chosen.dedup();
+    let mut rest: Vec<usize> = (0..catalog).filter(|i| !chosen.contains(i)).collect();
+    // FNV-1a of the id seeds a xorshift64*; a partial Fisher–Yates draws the others.
+    let mut state = q.id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }) | 1;
+    let want = size.saturating_sub(chosen.len()).min(rest.len());
+    for i in 0..want {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let r = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        let span = (rest.len() - i) as u64;
+        // `r % span` < span ≤ rest.len(), a usize.
+        #[expect(clippy::cast_possible_truncation, reason = "below rest.len()")]
+        let j = i + (r % span) as usize;
+        rest.swap(i, j);
+    }
+    chosen.extend_from_slice(rest.get(..want).unwrap_or(&[]));
+    chosen.sort_unstable();
+    chosen
 }
 
 /// Runs the evaluation; `tick` is called once per query (progress).
@@ -379,13 +422,18 @@ pub fn evaluate(
     let mut max_pool = 0;
     for q in &data.queries {
         let local;
-        let index = match (&q.candidates, opts.whole_catalog) {
-            (Some(c), false) => {
-                let positions: Vec<usize> = c
-                    .iter()
+        let pool: Option<Vec<usize>> = match (opts.catalog_size, &q.candidates) {
+            (Some(size), _) => Some(sample_pool(q, &by_name, data.tools.len(), size)),
+            (None, Some(c)) if !opts.whole_catalog => Some(
+                c.iter()
                     .filter_map(|n| by_name.get(n.as_str()).copied())
                     .filter(|&i| i < data.tools.len())
-                    .collect();
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let index = match pool {
+            Some(positions) => {
                 let tools: Vec<Value> = positions
                     .iter()
                     .filter_map(|&i| data.tools.get(i).cloned())
@@ -475,7 +523,9 @@ pub fn evaluate(
         .collect();
     // The k the policy uses on the catalog (per-query candidate pools are small: `top_k`).
     let k_catalog = policy.k_for(catalog.indexed_len());
-    let k_eff = if data.queries.iter().any(|q| q.candidates.is_some()) && !opts.whole_catalog {
+    let k_eff = if let Some(size) = opts.catalog_size {
+        policy.k_for(size.min(data.tools.len()))
+    } else if data.queries.iter().any(|q| q.candidates.is_some()) && !opts.whole_catalog {
         policy.top_k
     } else {
         k_catalog
@@ -526,7 +576,9 @@ pub fn evaluate(
         k: k_eff,
         method: opts.method,
         threshold: opts.threshold,
-        pool: if opts.whole_catalog || data.queries.iter().all(|q| q.candidates.is_none()) {
+        pool: if opts.catalog_size.is_some() {
+            "sample"
+        } else if opts.whole_catalog || data.queries.iter().all(|q| q.candidates.is_none()) {
             "catalog"
         } else {
             "query"

@@ -25,6 +25,7 @@ fn run(name: &str, k: usize, method: Method) -> Report {
         method,
         threshold: 0,
         whole_catalog: false,
+        catalog_size: None,
         keep_share: 0.0,
         cache_dir: None,
     };
@@ -84,6 +85,7 @@ fn threshold_keeps_small_requests_whole() {
         method: Method::Lexical,
         threshold: 16,
         whole_catalog: false,
+        catalog_size: None,
         keep_share: 0.0,
         cache_dir: None,
     };
@@ -92,6 +94,7 @@ fn threshold_keeps_small_requests_whole() {
     assert_eq!(r.reduction, 0.0);
     let opts = EvalOptions {
         whole_catalog: true,
+        catalog_size: None,
         keep_share: 0.0,
         cache_dir: None,
         ..opts
@@ -170,6 +173,7 @@ fn malformed_lines_are_reported_with_line_numbers() {
             method: Method::Lexical,
             threshold: 0,
             whole_catalog: false,
+            catalog_size: None,
             keep_share: 0.0,
             cache_dir: None,
         },
@@ -262,4 +266,35 @@ proptest! {
         prop_assert!(relevant <= k);
         prop_assert!(s.tokens_sent <= s.tokens_offered);
     }
+}
+
+#[test]
+fn sampled_catalogs_hold_the_gold_tools_and_are_reproducible() {
+    let data = Dataset::load(&fixture("seal_tools_mini")).unwrap();
+    let opts = EvalOptions {
+        k: 4,
+        method: Method::Lexical,
+        threshold: 0,
+        whole_catalog: false,
+        catalog_size: Some(30),
+        keep_share: 0.0,
+        cache_dir: None,
+    };
+    let a = evaluate(&data, &opts, None, &mut || {});
+    let b = evaluate(&data, &opts, None, &mut || {});
+    assert_eq!(a.pool, "sample");
+    assert_eq!((a.recall, a.tokens_offered), (b.recall, b.tokens_offered));
+    // At k = the pool size nothing is pruned away: every gold tool is there to be kept.
+    let whole = EvalOptions {
+        k: 30,
+        ..opts.clone()
+    };
+    assert_eq!(evaluate(&data, &whole, None, &mut || {}).recall, 1.0);
+    // A 30-tool pool offers far fewer schema tokens than the whole catalog.
+    let catalog = EvalOptions {
+        catalog_size: None,
+        whole_catalog: true,
+        ..opts
+    };
+    assert!(a.tokens_offered < evaluate(&data, &catalog, None, &mut || {}).tokens_offered / 2.0);
 }

@@ -273,6 +273,10 @@ pub struct ToolsEvalArgs {
     /// Select from the whole catalog even where queries list `candidates`.
     #[arg(long)]
     pub all_tools: bool,
+    /// Give each query a catalog of N tools: its gold tools plus a fixed draw of others from
+    /// the whole catalog (e.g. 300: "a catalog of a few hundred tools").
+    #[arg(long, value_name = "N")]
+    pub catalog_size: Option<usize>,
     /// Config file whose tools.top_k is the default k (default: ./tierwise.toml, else embedded).
     #[arg(long)]
     pub config: Option<PathBuf>,

@@ -77,6 +77,7 @@ pub fn run_eval(args: ToolsEvalArgs) -> anyhow::Result<Status> {
         method,
         threshold: args.threshold,
         whole_catalog: args.all_tools,
+        catalog_size: args.catalog_size,
         cache_dir: embedder.as_ref().and_then(|e| e.2.clone()),
     };
     let bar = output::progress(data.queries.len() as u64, args.json, "queries");
@@ -123,10 +124,14 @@ fn pct(x: f64) -> String {
 
 fn human(r: &Report, args: &ToolsEvalArgs, model: Option<&str>) -> String {
     let mut s = String::new();
-    let pool = if r.pool == "query" {
-        "each query's candidates"
-    } else {
-        "the whole catalog"
+    let sample;
+    let pool = match (r.pool, args.catalog_size) {
+        ("query", _) => "each query's candidates",
+        ("sample", Some(n)) => {
+            sample = format!("{n} tools per query (its gold tools + a fixed draw)");
+            sample.as_str()
+        }
+        _ => "the whole catalog",
     };
     let method = match model {
         Some(m) => format!("{} (embeddings: {m})", r.method.as_str()),
