@@ -9,9 +9,11 @@
 //! - [`Decision`]: tier, model, dispatch mode, reason, the estimate that decided, fallbacks.
 //! - [`QualityEstimator`]: the interface of learned routers (`learned` module).
 //! - [`cascade`]: the answer scorer (P(answer good enough)), acceptance plan and attempts header.
+//! - `linalg`: the Cholesky solver both trainers use.
 
 pub mod cascade;
 pub mod learned;
+mod linalg;
 pub mod rules;
 mod versioned;
 

@@ -186,44 +186,6 @@ pub enum FitError {
     Singular,
 }
 
-/// Solves `a x = b` for a symmetric positive-definite `a` (Cholesky), in place in `b`.
-fn cholesky_solve(a: &mut [Vec<f64>], b: &mut [f64]) -> Result<(), FitError> {
-    let n = b.len();
-    for j in 0..n {
-        let mut d = a[j][j];
-        for k in 0..j {
-            d -= a[j][k] * a[j][k];
-        }
-        if d <= 1e-12 {
-            return Err(FitError::Singular);
-        }
-        let d = d.sqrt();
-        a[j][j] = d;
-        for i in j + 1..n {
-            let mut s = a[i][j];
-            for k in 0..j {
-                s -= a[i][k] * a[j][k];
-            }
-            a[i][j] = s / d;
-        }
-    }
-    for i in 0..n {
-        let mut s = b[i];
-        for k in 0..i {
-            s -= a[i][k] * b[k];
-        }
-        b[i] = s / a[i][i];
-    }
-    for i in (0..n).rev() {
-        let mut s = b[i];
-        for k in i + 1..n {
-            s -= a[k][i] * b[k];
-        }
-        b[i] = s / a[i][i];
-    }
-    Ok(())
-}
-
 /// Fits logistic regression on `x` with labels `y` ∈ [0, 1] (mean log-loss + l2/2·|w|²).
 pub fn fit(x: &[[f64; N_FEATURES]], y: &[f64], opts: &FitOptions) -> Result<Fitted, FitError> {
     let n = x.len();
@@ -316,7 +278,9 @@ pub fn fit(x: &[[f64; N_FEATURES]], y: &[f64], opts: &FitOptions) -> Result<Fitt
             }
         }
         loss = l;
-        cholesky_solve(&mut h, &mut g)?;
+        if !crate::linalg::cholesky_solve(&mut h, &mut g) {
+            return Err(FitError::Singular);
+        }
         let step = g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for i in 0..=d {
             w[i] -= g[i];

@@ -478,8 +478,10 @@ fn fit_gain_head(
         }
         a[i][i] += l2;
     }
-    let v = solve_spd(a, b)?;
-    let w: Vec<f64> = v.iter().zip(&sz).map(|(v, s)| v / s).collect();
+    if !crate::linalg::cholesky_solve(&mut a, &mut b) {
+        return None;
+    }
+    let w: Vec<f64> = b.iter().zip(&sz).map(|(v, s)| v / s).collect();
     let bias = mt - w.iter().zip(&mz).map(|(w, m)| w * m).sum::<f64>();
     let mut weights: Vec<f32> = w.iter().map(|&x| x as f32).collect();
     weights.resize(dense, 0.0);
@@ -487,48 +489,6 @@ fn fit_gain_head(
         bias: bias as f32,
         weights,
     })
-}
-
-/// Solves A x = b for a symmetric positive definite A (Cholesky); `None` if A is not SPD.
-#[expect(
-    clippy::needless_range_loop,
-    reason = "dense matrix algebra reads clearer with indices"
-)]
-fn solve_spd(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
-    let n = b.len();
-    for j in 0..n {
-        let mut d = a[j][j];
-        for k in 0..j {
-            d -= a[j][k] * a[j][k];
-        }
-        if !(d > 0.0 && d.is_finite()) {
-            return None;
-        }
-        let d = d.sqrt();
-        a[j][j] = d;
-        for i in j + 1..n {
-            let mut s = a[i][j];
-            for k in 0..j {
-                s -= a[i][k] * a[j][k];
-            }
-            a[i][j] = s / d;
-        }
-    }
-    for i in 0..n {
-        let mut s = b[i];
-        for k in 0..i {
-            s -= a[i][k] * b[k];
-        }
-        b[i] = s / a[i][i];
-    }
-    for i in (0..n).rev() {
-        let mut s = b[i];
-        for k in i + 1..n {
-            s -= a[k][i] * b[k];
-        }
-        b[i] = s / a[i][i];
-    }
-    Some(b)
 }
 
 /// Per training group: the median and the best ability; the prior spans their means.
