@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tierwise_core::config::DispatchMode;
@@ -23,7 +23,7 @@ use crate::dispatch::{Candidates, Dispatched, Target, dispatch};
 use crate::error::ApiError;
 use crate::shape::{hints_from_headers, shape};
 use crate::stream;
-use crate::upstream::{UpstreamError, passes_back};
+use crate::upstream::{UpstreamError, passback_headers};
 
 /// Bodies above this size get their signals computed on a blocking thread.
 const BLOCKING_ABOVE: usize = 64 * 1024;
@@ -214,13 +214,7 @@ async fn complete(
     d: Dispatched,
 ) -> Result<Response, ApiError> {
     let status = d.response.status();
-    let passback: Vec<(HeaderName, HeaderValue)> = d
-        .response
-        .headers()
-        .iter()
-        .filter(|(k, _)| passes_back(k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let passback = passback_headers(d.response.headers());
     let bytes = d
         .response
         .bytes()

@@ -24,7 +24,7 @@ use tierwise_core::request::Api;
 use crate::account::{self, Outcome, RequestCtx, usage_or_estimate};
 use crate::app::AppState;
 use crate::dispatch::{Candidate, Dispatched};
-use crate::upstream::{UpstreamError, passes_back};
+use crate::upstream::{UpstreamError, passback_headers};
 
 /// Most answer text kept for estimates and stored bodies.
 const MAX_TEXT: usize = 1 << 20;
@@ -288,13 +288,7 @@ pub fn respond(
     d: Dispatched,
     strip_usage: bool,
 ) -> Response {
-    let passback: Vec<_> = d
-        .response
-        .headers()
-        .iter()
-        .filter(|(k, _)| passes_back(k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let passback = passback_headers(d.response.headers());
     let relay = SseRelay {
         upstream: Box::pin(d.response.bytes_stream()),
         scan: Scanner::new(ctx.api, strip_usage),

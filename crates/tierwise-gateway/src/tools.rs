@@ -58,7 +58,7 @@ use tierwise_tools::{
 use crate::app::AppState;
 use crate::dispatch::{Candidates, Dispatched, Target, Trail, walk};
 use crate::shape::{ToolShaper, ToolShaping};
-use crate::upstream::{UpstreamError, passes_back};
+use crate::upstream::{UpstreamError, passback_headers};
 
 /// Tool lists whose index is kept.
 pub const CACHE_CAPACITY: usize = 256;
@@ -576,13 +576,7 @@ pub(crate) async fn search_rounds(
         let candidate = d.candidate.clone();
         candidates = Candidates::single(candidate.clone());
         let status = d.response.status();
-        let mut passback: Vec<(header::HeaderName, HeaderValue)> = d
-            .response
-            .headers()
-            .iter()
-            .filter(|(k, _)| passes_back(k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut passback = passback_headers(d.response.headers());
         let bytes = d
             .response
             .bytes()

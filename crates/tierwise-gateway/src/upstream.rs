@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use bytes::Bytes;
 use serde_json::Value;
 use tierwise_core::config::Upstream;
@@ -209,6 +209,15 @@ pub fn passes_back(name: &str) -> bool {
         || name.starts_with("x-ratelimit-")
         || name == "retry-after"
         || name == "retry-after-ms"
+}
+
+/// The upstream response headers that go back to the client ([`passes_back`]).
+pub fn passback_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    headers
+        .iter()
+        .filter(|(k, _)| passes_back(k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The pooled client.
