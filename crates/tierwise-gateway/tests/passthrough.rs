@@ -141,3 +141,55 @@ async fn an_unreachable_provider_is_a_502_in_openai_shape() {
     assert!(body["error"]["message"].is_string(), "{body}");
     h.shutdown().await;
 }
+
+/// A one-shot upstream that records the request head it receives and answers 200.
+async fn recording_upstream() -> (String, tokio::task::JoinHandle<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 8192];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = sock.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let body = br#"{"object": "list", "data": []}"#;
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        sock.write_all(reply.as_bytes()).await.unwrap();
+        sock.write_all(body).await.unwrap();
+        String::from_utf8_lossy(&head).to_ascii_lowercase()
+    });
+    (format!("http://{addr}/v1"), task)
+}
+
+#[tokio::test]
+async fn a_get_reaches_the_provider_with_its_query_and_no_body() {
+    let (base_url, upstream) = recording_upstream().await;
+    let mut h = Harness::with(Setup {
+        base_url: Some(base_url),
+        ..Setup::default()
+    })
+    .await;
+    let r = h
+        .client
+        .get(h.url("/v1/files?purpose=batch"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let head = upstream.await.unwrap();
+    assert!(
+        head.starts_with("get /v1/files?purpose=batch http/1.1"),
+        "{head}"
+    );
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    h.shutdown().await;
+}
