@@ -523,15 +523,7 @@ async fn retryable_errors_retry_then_fall_back_up_the_ladder() {
     assert_eq!(v["error"]["code"], "rate_limit_exceeded");
     assert_eq!(h.mock.mock.calls("error-429"), 6);
 
-    let metrics = h
-        .client
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     assert!(
         metrics.contains(
             "tierwise_upstream_errors_total{tier=\"nano\",status=\"429\",retryable=\"true\"} 6"
@@ -700,16 +692,7 @@ async fn the_api_key_is_sent_upstream_and_never_shown() {
     everything.push_str(&r.text().await.unwrap());
     let r = h.chat(&user("bogus", "hi")).await;
     everything.push_str(&r.text().await.unwrap());
-    everything.push_str(
-        &h.client
-            .get(h.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    everything.push_str(&h.metrics().await);
     everything.push_str(&format!("{:?}", h.config));
     assert!(!everything.contains(KEY));
     assert_eq!(

@@ -72,15 +72,7 @@ async fn files_and_batches_are_relayed_with_the_configured_key() {
     let again: Value = r.json().await.unwrap();
     assert_eq!(again["id"], batch_id);
 
-    let metrics = h
-        .client
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     assert!(
         metrics.contains(
             r#"tierwise_passthrough_total{resource="files",method="POST",status="200"} 1"#

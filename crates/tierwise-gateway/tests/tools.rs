@@ -96,15 +96,7 @@ async fn many_tools_are_pruned_to_top_k_plus_forced() {
     assert_eq!(again.status(), 200);
     assert_eq!(forwarded_names(&h), names);
     // Tool-schema tokens offered vs sent reach /metrics.
-    let metrics = h
-        .client
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     let value = |kind: &str| -> f64 {
         metrics
             .lines()
