@@ -29,17 +29,26 @@ fn spread(ladder: &[String], n: usize) -> Vec<String> {
         .collect()
 }
 
-pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
-    let target = Target::parse(&args.target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
-    let path: Option<PathBuf> = args
-        .config
-        .clone()
+/// The config `calibrate` writes: `--config FILE`, else `./tierwise.toml` when it exists;
+/// `None` only with `--dry-run` (nothing is written then).
+pub(super) fn config_to_write(
+    config: Option<&PathBuf>,
+    dry_run: bool,
+) -> anyhow::Result<Option<PathBuf>> {
+    let path = config
+        .cloned()
         .or_else(|| Some(PathBuf::from("tierwise.toml")).filter(|p| p.is_file()));
-    if path.is_none() && !args.dry_run {
+    if path.is_none() && !dry_run {
         anyhow::bail!(
             "no config to write: pass --config FILE (or run where tierwise.toml is), or --dry-run"
         );
     }
+    Ok(path)
+}
+
+pub fn run(args: CalibrateArgs) -> anyhow::Result<Status> {
+    let target = Target::parse(&args.target).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
+    let path = config_to_write(args.config.as_ref(), args.dry_run)?;
     let config = super::load_config(path.as_deref())?;
     let tiers = config.catalog.tiers().to_vec();
     if tiers.len() < 2 {

@@ -2,7 +2,6 @@
 //! combined) and `tierwise train --cascade` (fit the answer scorer).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -694,15 +693,7 @@ pub fn calibrate(args: CalibrateArgs) -> anyhow::Result<Status> {
             }
         }
     };
-    let path: Option<PathBuf> = args
-        .config
-        .clone()
-        .or_else(|| Some(PathBuf::from("tierwise.toml")).filter(|p| p.is_file()));
-    if path.is_none() && !args.dry_run {
-        anyhow::bail!(
-            "no config to write: pass --config FILE (or run where tierwise.toml is), or --dry-run"
-        );
-    }
+    let path = super::calibrate::config_to_write(args.config.as_ref(), args.dry_run)?;
     let config = super::load_config(path.as_deref())?;
     let tiers: Vec<String> = config
         .catalog
