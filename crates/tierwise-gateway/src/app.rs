@@ -8,7 +8,7 @@
 //!   route  POST /v1/chat/completions | /v1/responses → proxy::handle
 //!          GET  /v1/models, /healthz, /metrics      → small handlers below
 //!          any other /v1/* (files, batches, embeddings …) → passthrough::handle, relayed as is
-//!          anything else → 404 / 405, OpenAI-shaped
+//!          anything else (outside /v1) → 404 / 405, OpenAI-shaped
 //!
 //! proxy::handle — one RequestCtx per request, filled stage by stage:
 //!   1 receive   RequestCtx::new: id (UUID v7), received (wall clock), started (Instant)
