@@ -10,6 +10,11 @@ use clap::Parser;
 
 use cli::{BenchCommand, Cli, Command, ConfigCommand, ToolsCommand};
 
+/// mimalloc: the audit's workers allocate and free many small JSON values and strings per call;
+/// glibc malloc cost ~13% of the audit's instructions (`crates/tierwise-audit/benches/bench_1m.sh`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
