@@ -334,34 +334,77 @@ fn char_kinds() -> &'static CharKinds {
     KINDS.get_or_init(CharKinds::build)
 }
 
+/// What [`looks_like_code`] computes, as a regex (the reference its tests compare against).
+#[cfg(test)]
 const CODE_LINES: &str = r"(?m)^\s*(def |class |fn |function |func |import |from \S+ import|#include|public |private |package |SELECT |select .* from|const |let |var |return |if \(|for \(|while \(|\}\s*$|.*;\s*$|.*\{\s*$|Traceback \(most recent call last\))";
 
 /// Lines that look like source code: statements ending in `;` or `{`, definitions, imports.
-/// Matched in ASCII mode on [`code_shadow`] (same matches; twice as fast on non-ASCII text).
+/// True when at least two lines qualify — exactly when [`CODE_LINES`] (multi-line mode,
+/// Unicode `\s`) matches at least twice, found line by line without a regex:
+/// - a match starts at a line start, skips whitespace (possibly whole blank lines) and decides
+///   on the first non-blank line's own text (the only alternatives that may start on
+///   whitespace, `.*;`/`.*{`, cannot cross a line end), so a match exists there iff that
+///   line qualifies ([`is_code_line`]);
+/// - a match ends inside its line, or (`\s*$`) at the last newline before the next non-blank
+///   line, so the next qualifying line still starts a match of its own.
 pub fn looks_like_code(text: &str) -> bool {
-    static CODE: OnceLock<Option<regex::bytes::Regex>> = OnceLock::new();
-    let Some(r) = shadow_re(&CODE, CODE_LINES) else {
-        return false;
-    };
-    r.find_iter(code_shadow(text).as_bytes()).take(2).count() >= 2
+    text.split('\n')
+        .filter(|l| is_code_line(l))
+        .nth(1)
+        .is_some()
 }
 
-/// `text` with each non-ASCII character replaced for [`CODE_LINES`]: Unicode whitespace by a
-/// vertical tab (`\s`, not a literal space, not a line end), anything else by `_` (`\S`, `.`;
-/// the pattern has no `_`, no `\w`, no `\b`, and is case-sensitive).
-fn code_shadow(text: &str) -> Cow<'_, str> {
-    if text.is_ascii() {
-        return Cow::Borrowed(text);
+/// One line (no `\n`) as [`CODE_LINES`] sees it from its first non-whitespace character.
+fn is_code_line(line: &str) -> bool {
+    // fast rejections: most prose lines neither end in `;`, `{`, `}` nor start with a keyword
+    let t = line.trim_start();
+    let Some(&first) = t.as_bytes().first() else {
+        return false;
+    };
+    let end = t.trim_end();
+    // `.*;\s*$`, `.*\{\s*$`, `\}\s*$` (`$` is before `\n` only: trailing `\r` is whitespace)
+    if matches!(end.as_bytes().last(), Some(b';' | b'{')) || end == "}" {
+        return true;
     }
-    let kinds = char_kinds();
-    text.chars()
-        .map(|c| match c {
-            c if c.is_ascii() => c,
-            c if kinds.shadow(c) == '\x0B' => '\x0B',
-            _ => '_',
-        })
-        .collect::<String>()
-        .into()
+    const STARTS: &[&str] = &[
+        "def ",
+        "class ",
+        "fn ",
+        "function ",
+        "func ",
+        "import ",
+        "#include",
+        "public ",
+        "private ",
+        "package ",
+        "SELECT ",
+        "const ",
+        "let ",
+        "var ",
+        "return ",
+        "if (",
+        "for (",
+        "while (",
+        "Traceback (most recent call last)",
+    ];
+    if !matches!(
+        first,
+        b'd' | b'c' | b'f' | b'i' | b'#' | b'p' | b'S' | b'l' | b'v' | b'r' | b'w' | b'T' | b's'
+    ) {
+        return false;
+    }
+    if STARTS.iter().any(|k| t.starts_with(k)) {
+        return true;
+    }
+    // `from \S+ import`: `\S+` takes the whole non-space run (backing off leaves a non-space
+    // next, never the space ` import` needs)
+    if let Some(rest) = t.strip_prefix("from ") {
+        let run = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        return run > 0 && rest.get(run..).is_some_and(|r| r.starts_with(" import"));
+    }
+    // `select .* from`: `.` is anything but `\n`
+    t.strip_prefix("select ")
+        .is_some_and(|r| r.contains(" from"))
 }
 
 const ASKS_FOR_CODE: &str = r"(?i)\b(write|implement|fix|debug|refactor)\b.{0,40}\b(code|function|script|program|class|method|query|regex|sql|python|javascript|typescript|rust|java|golang|c\+\+)\b";
@@ -460,26 +503,32 @@ fn hard_domain_on_shadow(text: &Prepared<'_>) -> Vec<String> {
 /// Script of the text, and English vs other Latin-script languages by stop words.
 pub fn language(text: &str) -> &'static str {
     let (mut latin, mut cjk, mut cyr, mut arabic, mut deva, mut other) = (0usize, 0, 0, 0, 0, 0);
-    // the first 4,000 characters (ASCII bytes counted without decoding)
+    // the first 4,000 characters (ASCII bytes counted without decoding, 64 at a time)
     let bytes = text.as_bytes();
     let (mut i, mut seen) = (0usize, 0usize);
-    while i < bytes.len() && seen < 4000 {
-        // a run of ASCII characters, counted in bulk
-        let limit = bytes.len().min(i + (4000 - seen));
-        let run = bytes.get(i..limit).unwrap_or_default();
-        let ascii = run.iter().position(|b| !b.is_ascii()).unwrap_or(run.len());
-        latin += run
-            .get(..ascii)
-            .unwrap_or_default()
-            .iter()
-            .filter(|b| b.is_ascii_alphabetic())
-            .count();
-        seen += ascii;
-        i += ascii;
-        if i >= limit {
+    while let Some(&b) = bytes.get(i) {
+        if seen >= 4000 {
             break;
         }
+        if 4000 - seen >= 64
+            && let Some(chunk) = bytes.get(i..i + 64)
+            && chunk.is_ascii()
+        {
+            let letters: u8 = chunk
+                .iter()
+                .map(|&b| u8::from(b.is_ascii_alphabetic()))
+                .sum();
+            latin += usize::from(letters);
+            i += 64;
+            seen += 64;
+            continue;
+        }
         seen += 1;
+        if b.is_ascii() {
+            latin += usize::from(b.is_ascii_alphabetic());
+            i += 1;
+            continue;
+        }
         let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
             break;
         };
@@ -520,30 +569,9 @@ pub fn language(text: &str) -> &'static str {
         "are", "this", "it", "which",
     ];
     // the first 400 words (runs of alphabetic characters); a word is English when its lowercase
-    // form is in EN (ASCII words compared without allocating)
-    let (mut n_words, mut en) = (0usize, 0usize);
-    if text.is_ascii() {
-        // the same words, split on bytes
-        for w in text
-            .as_bytes()
-            .split(|b| !b.is_ascii_alphabetic())
-            .filter(|w| !w.is_empty())
-            .take(400)
-        {
-            n_words += 1;
-            en += usize::from(std::str::from_utf8(w).is_ok_and(is_en_word));
-        }
-    } else {
-        for w in alphabetic_words(text).take(400) {
-            n_words += 1;
-            let is_en = if w.is_ascii() {
-                is_en_word(w)
-            } else {
-                EN.contains(&w.to_lowercase().as_str())
-            };
-            en += usize::from(is_en);
-        }
-    }
+    // form is in EN (ASCII words compared without allocating). The answer is "en" as soon as
+    // 34 of them are (34 × 12 ≥ 400 ≥ the words there will be), so counting stops there.
+    let (n_words, en) = count_en_words(text, 400, 34, |w| EN.contains(&w.to_lowercase().as_str()));
     if n_words == 0 {
         return "en";
     }
@@ -552,6 +580,74 @@ pub fn language(text: &str) -> &'static str {
     } else {
         "latin"
     }
+}
+
+/// (words, English words) among the first `max` words of `text` — maximal runs of alphabetic
+/// characters, as `text.split(|c| !c.is_alphabetic())` without the empty pieces gives them —
+/// or among the words up to the `enough`-th English one, if there are that many. ASCII words
+/// are checked by [`is_en_word`], the others by `non_ascii_en`; ASCII bytes are classified
+/// without decoding.
+fn count_en_words(
+    text: &str,
+    max: usize,
+    enough: usize,
+    non_ascii_en: impl Fn(&str) -> bool,
+) -> (usize, usize) {
+    let bytes = text.as_bytes();
+    let n = bytes.len();
+    // (is alphabetic, byte length) of the non-ASCII character at `at`
+    let wide = |at: usize| -> (bool, usize) {
+        text.get(at..)
+            .and_then(|t| t.chars().next())
+            .map_or((false, 1), |c| (c.is_alphabetic(), c.len_utf8()))
+    };
+    let (mut words, mut en) = (0usize, 0usize);
+    let mut i = 0usize;
+    while words < max && en < enough {
+        // to the next word's start
+        while let Some(&b) = bytes.get(i) {
+            if b.is_ascii_alphabetic() {
+                break;
+            }
+            if b.is_ascii() {
+                i += 1;
+                continue;
+            }
+            let (alpha, len) = wide(i);
+            if alpha {
+                break;
+            }
+            i += len;
+        }
+        if i >= n {
+            break;
+        }
+        let start = i;
+        let mut ascii = true;
+        while let Some(&b) = bytes.get(i) {
+            if b.is_ascii_alphabetic() {
+                i += 1;
+                continue;
+            }
+            if b.is_ascii() {
+                break;
+            }
+            let (alpha, len) = wide(i);
+            if !alpha {
+                break;
+            }
+            ascii = false;
+            i += len;
+        }
+        words += 1;
+        let w = text.get(start..i).unwrap_or_default();
+        en += usize::from(if ascii {
+            is_en_word(w)
+        } else {
+            non_ascii_en(w)
+        });
+    }
+    (words, en)
 }
 
 /// `w` (ASCII) lowercased is one of `language`'s English stop words.
@@ -582,44 +678,6 @@ fn is_en_word(w: &str) -> bool {
             | b"it"
             | b"which"
     )
-}
-
-/// Maximal runs of alphabetic characters: `text.split(|c| !c.is_alphabetic())` without the
-/// empty pieces, with ASCII bytes classified without decoding.
-fn alphabetic_words(text: &str) -> impl Iterator<Item = &str> {
-    let bytes = text.as_bytes();
-    let mut i = 0usize;
-    // (is alphabetic, byte length) of the character at `at`
-    let char_at = move |at: usize| -> (bool, usize) {
-        let b = bytes[at];
-        if b.is_ascii() {
-            return (b.is_ascii_alphabetic(), 1);
-        }
-        text.get(at..)
-            .and_then(|t| t.chars().next())
-            .map_or((false, 1), |c| (c.is_alphabetic(), c.len_utf8()))
-    };
-    std::iter::from_fn(move || {
-        while i < bytes.len() {
-            let (alpha, len) = char_at(i);
-            if alpha {
-                break;
-            }
-            i += len;
-        }
-        if i >= bytes.len() {
-            return None;
-        }
-        let start = i;
-        while i < bytes.len() {
-            let (alpha, len) = char_at(i);
-            if !alpha {
-                break;
-            }
-            i += len;
-        }
-        text.get(start..i)
-    })
 }
 
 #[cfg(test)]
@@ -889,12 +947,14 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn code_lines_match_on_the_code_shadow(parts in proptest::collection::vec(
+        fn code_lines_match_like_the_regex(parts in proptest::collection::vec(
             proptest::prop_oneof![
                 proptest::sample::select(vec![
                     "def ", "def\u{a0}", "class ", "SELECT ", "ſELECT ", "select x from", "x;", ";", "{",
                     "}", "\n", "\n\n", " ", "\u{a0}", "\u{2028}", "\u{3000}", "Traceback (most recent call last)",
                     "if (", "for (", "from a import", "from é import", "#include", "let ", "é", "中", "😀", "\t",
+                    "\r", "\r\n", "\u{85}", "from ", " import", "from\u{a0}x import", "select ", " from", "from",
+                    "while (", "fn ", "return ", "x", "}}", "{;",
                 ]).prop_map(str::to_string),
                 "\\PC{1,3}",
             ],
@@ -933,11 +993,72 @@ mod tests {
         }
 
         #[test]
-        fn alphabetic_words_are_the_split(t in "([ -~\n]|\\PC){0,60}") {
-            let want: Vec<&str> = t.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()).collect();
-            let got: Vec<&str> = alphabetic_words(&t).collect();
-            proptest::prop_assert_eq!(got, want);
+        fn en_words_are_counted_on_the_split(t in "([ -~\n]|\\PC|( the| It| which| İs| \u{212A}))*", max in 0usize..30) {
+            let words: Vec<&str> = t.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()).take(max).collect();
+            let en = words.iter().filter(|w| if w.is_ascii() { is_en_word(w) } else { w.len() % 2 == 0 }).count();
+            proptest::prop_assert_eq!(count_en_words(&t, max, usize::MAX, |w| w.len() % 2 == 0), (words.len(), en));
+            // stopping at the `enough`-th English word
+            let (n, e) = count_en_words(&t, max, 2, |w| w.len() % 2 == 0);
+            let upto = words.iter().scan(0, |k, w| {
+                let before = *k;
+                *k += usize::from(if w.is_ascii() { is_en_word(w) } else { w.len() % 2 == 0 });
+                (before < 2).then_some(())
+            }).count();
+            proptest::prop_assert_eq!((n, e), (upto, en.min(2)));
         }
+    }
+
+    /// Every prompt of the repository's committed fixtures (the eval and audit test sets).
+    fn fixture_texts() -> Vec<String> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mut out = Vec::new();
+        for f in [
+            "tierwise-eval/fixtures/mmlu_pro/outcomes.jsonl",
+            "tierwise-eval/fixtures/llmrouter/outcomes_train.jsonl",
+            "tierwise-audit/tests/fixtures/labelled_prompts.jsonl",
+        ] {
+            let text = std::fs::read_to_string(format!("{root}/{f}")).unwrap();
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                if let Some(t) = v["text"].as_str() {
+                    out.push(t.to_string());
+                }
+                for m in v["messages"].as_array().into_iter().flatten() {
+                    out.push(tokens::content_text(&m["content"]));
+                }
+            }
+        }
+        out
+    }
+
+    /// The byte-scanning detectors give what their reference definitions (the regexes, the
+    /// first `language`) give, on every fixture prompt, on its first 20 lines, and on runs of 8
+    /// of them joined (multi-line code, the 4,000-character and 400-word limits).
+    #[test]
+    fn detectors_match_the_references_on_the_fixtures() {
+        let texts = fixture_texts();
+        assert!(texts.len() > 500, "{}", texts.len());
+        let code = Regex::new(CODE_LINES).unwrap();
+        let joined: Vec<String> = texts.chunks(8).map(|c| c.join("\n")).collect();
+        let heads: Vec<String> = texts
+            .iter()
+            .map(|t| t.lines().take(20).collect::<Vec<_>>().join("\n"))
+            .collect();
+        let (mut code_n, mut en_n) = (0, 0);
+        for t in texts.iter().chain(&heads).chain(&joined) {
+            let is_code = code.find_iter(t).take(2).count() >= 2;
+            assert_eq!(looks_like_code(t), is_code, "{t}");
+            assert_eq!(language(t), language_reference(t), "{t}");
+            code_n += usize::from(is_code);
+            en_n += usize::from(language(t) == "en");
+        }
+        // the keyword detectors (per text: their heads add nothing there)
+        for t in texts.iter().chain(&joined) {
+            same_on_shadow(t);
+        }
+        // the fixtures exercise both answers
+        assert!(code_n > 0 && code_n < texts.len(), "{code_n}");
+        assert!(en_n > 0 && en_n < 3 * texts.len(), "{en_n}");
     }
 
     #[test]

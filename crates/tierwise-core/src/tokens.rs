@@ -61,6 +61,23 @@ fn short_key(piece: &[u8]) -> (u64, u64) {
     (word(a), word(b))
 }
 
+/// [`short_key`] of `s[p..p + len]` (`len` ≤ [`SHORT_PIECE`]), read as two words straight
+/// from the text when 16 bytes are there (no copy through a buffer).
+fn short_key_at(s: &[u8], p: usize, len: usize) -> (u64, u64) {
+    let Some(w) = s.get(p..p + 16) else {
+        return short_key(s.get(p..p + len).unwrap_or_default());
+    };
+    let (lo, hi) = w.split_at(8);
+    let word = |x: &[u8]| x.try_into().map_or(0, u64::from_le_bytes);
+    let mask = |k: usize| if k >= 8 { !0 } else { (1u64 << (8 * k)) - 1 };
+    let (a, b) = if len <= 8 {
+        (word(lo) & mask(len), 0)
+    } else {
+        (word(lo), word(hi) & mask(len - 8))
+    };
+    (a, b | ((len as u64) << 56))
+}
+
 type Fast = BuildHasherDefault<PieceHasher>;
 
 #[derive(Default)]
@@ -74,21 +91,24 @@ thread_local! {
     static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
 }
 
-fn count_piece(memo: &mut Memo, piece: &str) -> usize {
+/// Tokens of `text[p..p + len]`, one pre-tokenizer piece (memoised).
+fn count_piece(memo: &mut Memo, text: &str, p: usize, len: usize) -> usize {
     let tok = bpe_openai::o200k_base();
-    if piece.len() <= SHORT_PIECE {
-        let key = short_key(piece.as_bytes());
+    let bytes = text.as_bytes();
+    if len <= SHORT_PIECE {
+        let key = short_key_at(bytes, p, len);
         if let Some(&n) = memo.short.get(&key) {
             return n as usize;
         }
-        let n = tok.bpe.count(piece.as_bytes());
+        let n = tok.bpe.count(bytes.get(p..p + len).unwrap_or_default());
         if memo.short.len() >= PIECE_CAP {
             memo.short.clear();
         }
         memo.short.insert(key, n as u32);
         return n;
     }
-    if piece.len() > PIECE_MAX_BYTES {
+    let piece = text.get(p..p + len).unwrap_or_default();
+    if len > PIECE_MAX_BYTES {
         return tok.bpe.count(piece.as_bytes());
     }
     if let Some(&n) = memo.pieces.get(piece) {
@@ -103,7 +123,9 @@ fn count_piece(memo: &mut Memo, piece: &str) -> usize {
 }
 
 fn count_pieces(memo: &mut Memo, text: &str) -> usize {
-    split(text).map(|p| count_piece(memo, p)).sum()
+    piece_bounds(text)
+        .map(|(p, e)| count_piece(memo, text, p, e - p))
+        .sum()
 }
 
 /// Byte classes of the ASCII pre-tokenizer.
@@ -148,6 +170,11 @@ fn class(b: u8) -> u8 {
 /// found piece by piece: with [`ascii_piece_end`] when every character that decides it is
 /// ASCII, else with `bpe-openai`'s regex on the rest of the text.
 pub fn split(text: &str) -> impl Iterator<Item = &str> {
+    piece_bounds(text).map_while(|(p, e)| text.get(p..e))
+}
+
+/// [`split`]'s pieces as `(start, end)` byte offsets.
+fn piece_bounds(text: &str) -> impl Iterator<Item = (usize, usize)> {
     let s = text.as_bytes();
     let n = s.len();
     let mut p = 0usize;
@@ -167,7 +194,7 @@ pub fn split(text: &str) -> impl Iterator<Item = &str> {
             return None;
         }
         p = end;
-        text.get(start..end)
+        Some((start, end))
     })
 }
 
@@ -283,6 +310,16 @@ pub fn count(text: &str) -> usize {
         memo.whole.insert(key, n);
         n
     })
+}
+
+/// Empties this thread's memos, so the next [`count`] of any text works from scratch (for
+/// benchmarks of never-seen text; counts are the same either way).
+pub fn clear_memo() {
+    MEMO.with(|m| {
+        if let Ok(mut memo) = m.try_borrow_mut() {
+            *memo = Memo::default();
+        }
+    });
 }
 
 /// Token ids of `text` under o200k_base.
@@ -475,6 +512,17 @@ mod tests {
         for (i, a) in pieces.iter().enumerate() {
             for b in &pieces[i + 1..] {
                 assert_ne!(short_key(a), short_key(b), "{a:?} {b:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn short_keys_read_in_place_are_the_copied_keys(text in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            for p in 0..text.len() {
+                for len in 0..=SHORT_PIECE.min(text.len() - p) {
+                    proptest::prop_assert_eq!(short_key_at(&text, p, len), short_key(&text[p..p + len]));
+                }
             }
         }
     }

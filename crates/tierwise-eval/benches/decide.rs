@@ -1,16 +1,22 @@
 //! Decision latency of the learned router on a ~1,000-token prompt, one thread:
 //! - `estimate/no-embed`: featurize (word scan, hashing) + difficulty + per-tier estimates, from
 //!   the request's signals (what `decide` adds on top of the signals the gateway computes anyway);
-//! - `signals+estimate/no-embed`: the same plus `Signals::compute` (one o200k pass), the
-//!   decision issue 4 budgets (≤ 50 µs p99 including tokenization); the prompt is the same every
-//!   iteration, so repeated long texts hit the token-count memo as they do in a gateway;
-//! - `signals+estimate/no-embed/fresh`: a prompt never seen before every iteration (a new number
-//!   in front of the same 1k tokens): the whole-text memo misses, pieces hit;
+//! - `signals+estimate/no-embed/fresh` (the headline): `Signals::compute` (o200k count and the
+//!   scans) + estimate for a prompt never seen before — every call gets a request whose text
+//!   starts with a number no earlier call used, so the whole-text token memo always misses; the
+//!   per-thread piece memo is warm (the words were seen before), as in a running gateway;
+//! - `signals+estimate/no-embed/cold`: the same with the token memos emptied before each call
+//!   (every piece goes through the BPE: the first request of a fresh process, or text whose
+//!   words the process never saw);
+//! - `signals+estimate/no-embed/repeat`: the same prompt every call, so the whole-text memo hits
+//!   (a repeated long system prompt);
 //! - `signals/…`: the parts of `Signals::compute` alone (tokens, scans), to see where time goes;
 //! - `estimate/embed`: with the static embedding model, when `router/embed/tokenlearn-static-model-0.1.1` (or
 //!   `$TIERWISE_EMBED_DIR`) holds it and the router file has an embedding model.
 //!
-//! Run: `cargo bench -p tierwise-eval --bench decide`.
+//! Besides criterion's means, each case prints p50 / p99 of single calls (stderr).
+//! Run: `cargo bench -p tierwise-eval --bench decide` (`TIERWISE_BENCH_NO_EMBED=1` skips the
+//! embedding cases).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -18,10 +24,13 @@
     reason = "tests, benches and examples may unwrap"
 )]
 
+use std::cell::RefCell;
+use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use tierwise_core::catalog::{Prices, Tier};
 use tierwise_core::request::RequestView;
@@ -67,6 +76,43 @@ fn tiers() -> Vec<Tier> {
         .collect()
 }
 
+/// Percentiles of single calls (criterion reports means): `calls` timed calls of `f`, each
+/// after an untimed `setup` that returns its input.
+fn pct<T, R>(name: &str, calls: usize, mut setup: impl FnMut() -> T, mut f: impl FnMut(T) -> R) {
+    let mut t: Vec<f64> = (0..calls)
+        .map(|_| {
+            let x = setup();
+            let s = Instant::now();
+            black_box(f(black_box(x)));
+            s.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    let at = |q: f64| t[((calls as f64 * q) as usize).min(calls - 1)];
+    eprintln!(
+        "{name}: p50 {:.1} µs, p99 {:.1} µs, min {:.1} µs ({calls} calls)",
+        at(0.5),
+        at(0.99),
+        t[0]
+    );
+}
+
+/// Requests never seen before: each has a number no earlier one had in front of the same text.
+struct Fresh {
+    text: String,
+    next: usize,
+}
+
+impl Fresh {
+    fn view(&mut self) -> RequestView {
+        self.next += 1;
+        let b = json!({"model": "auto", "messages": [{"role": "user", "content": format!("Request {}: {}", self.next, self.text)}]});
+        RequestView::chat(&b).unwrap_or_else(|_| unreachable!())
+    }
+}
+
+const CALLS: usize = 5000;
+
 fn bench(c: &mut Criterion) {
     let file = std::env::var("TIERWISE_BENCH_ROUTER")
         .map(PathBuf::from)
@@ -77,8 +123,12 @@ fn bench(c: &mut Criterion) {
     let view = RequestView::chat(&body).unwrap_or_else(|_| unreachable!());
     let hints = Hints::default();
     let signals = Signals::compute(&view, &hints);
+    let fresh = RefCell::new(Fresh {
+        text: p.clone(),
+        next: 0,
+    });
     let mut g = c.benchmark_group("learned");
-    signal_benches(&mut g, &p, &view, &hints);
+    signal_benches(&mut g, &p, &view, &hints, &fresh);
     let router = match LearnedRouter::from_json(&text) {
         Ok(r) => r,
         Err(e) => {
@@ -87,59 +137,54 @@ fn bench(c: &mut Criterion) {
         }
     };
     eprintln!(
-        "prompt: {} tokens; model: {}",
+        "prompt: {} tokens, {} bytes; model: {}",
         signals.prompt_tokens,
+        p.len(),
         router.model().features.label()
     );
     let tiers = tiers();
-    // percentiles of single decisions (criterion reports means)
-    let pct = |name: &str, f: &dyn Fn() -> Vec<f64>| {
-        let mut t: Vec<f64> = (0..3000)
-            .map(|_| {
-                let s = std::time::Instant::now();
-                std::hint::black_box(f());
-                s.elapsed().as_secs_f64() * 1e6
-            })
-            .collect();
-        t.sort_by(f64::total_cmp);
-        eprintln!(
-            "{name}: p50 {:.1} µs, p99 {:.1} µs (3000 calls)",
-            t[1500], t[2970]
-        );
-    };
-    pct("estimate/no-embed", &|| {
-        router.estimate(&view, &signals, &tiers)
-    });
-    pct("signals+estimate/no-embed", &|| {
-        let s = Signals::compute(&view, &hints);
-        router.estimate(&view, &s, &tiers)
-    });
-    // distinct prompts, each seen once per 3000 calls (more than fit in nothing but the memo)
-    let fresh: Vec<RequestView> = (0..3000)
-        .map(|i| {
-            let b = json!({"model": "auto", "messages": [{"role": "user", "content": format!("Request {i}: {p}")}]});
-            RequestView::chat(&b).unwrap_or_else(|_| unreachable!())
-        })
-        .collect();
-    let next = std::cell::Cell::new(0usize);
-    let fresh_call = || {
-        let i = next.get();
-        next.set((i + 1) % fresh.len());
-        let v = &fresh[i];
+    let decide = |v: &RequestView| {
         let s = Signals::compute(v, &hints);
         router.estimate(v, &s, &tiers)
     };
-    pct("signals+estimate/no-embed/fresh", &fresh_call);
+    let new_view = || fresh.borrow_mut().view();
+    let cold_view = || {
+        tierwise_core::tokens::clear_memo();
+        fresh.borrow_mut().view()
+    };
+    pct(
+        "estimate/no-embed",
+        CALLS,
+        || (),
+        |()| router.estimate(&view, &signals, &tiers),
+    );
+    pct(
+        "signals+estimate/no-embed/repeat",
+        CALLS,
+        || (),
+        |()| decide(&view),
+    );
+    pct("signals+estimate/no-embed/fresh", CALLS, new_view, |v| {
+        decide(&v)
+    });
+    pct(
+        "signals+estimate/no-embed/cold",
+        CALLS / 5,
+        cold_view,
+        |v| decide(&v),
+    );
     g.bench_function("estimate/no-embed", |b| {
         b.iter(|| router.estimate(&view, &signals, &tiers))
     });
-    g.bench_function("signals+estimate/no-embed", |b| {
-        b.iter(|| {
-            let s = Signals::compute(&view, &hints);
-            router.estimate(&view, &s, &tiers)
-        })
+    g.bench_function("signals+estimate/no-embed/repeat", |b| {
+        b.iter(|| decide(&view))
     });
-    g.bench_function("signals+estimate/no-embed/fresh", |b| b.iter(fresh_call));
+    g.bench_function("signals+estimate/no-embed/fresh", |b| {
+        b.iter_batched(new_view, |v| decide(&v), BatchSize::SmallInput)
+    });
+    g.bench_function("signals+estimate/no-embed/cold", |b| {
+        b.iter_batched(cold_view, |v| decide(&v), BatchSize::PerIteration)
+    });
     if std::env::var_os("TIERWISE_BENCH_NO_EMBED").is_some() {
         g.finish();
         return;
@@ -155,7 +200,12 @@ fn bench(c: &mut Criterion) {
                 .clone()
                 .with_embedder(e.name(), e.dim(), Arc::new(move |t: &str| e2.embed(t)));
         if with.model().features.embedding.is_some() {
-            pct("estimate/embed", &|| with.estimate(&view, &signals, &tiers));
+            pct(
+                "estimate/embed",
+                CALLS,
+                || (),
+                |()| with.estimate(&view, &signals, &tiers),
+            );
             g.bench_function("estimate/embed", |b| {
                 b.iter(|| with.estimate(&view, &signals, &tiers))
             });
@@ -171,29 +221,65 @@ fn signal_benches(
     p: &str,
     view: &RequestView,
     hints: &Hints,
+    fresh: &RefCell<Fresh>,
 ) {
-    let pct = |name: &str, f: &dyn Fn()| {
-        let mut t: Vec<f64> = (0..3000)
-            .map(|_| {
-                let s = std::time::Instant::now();
-                f();
-                s.elapsed().as_secs_f64() * 1e6
-            })
-            .collect();
-        t.sort_by(f64::total_cmp);
-        eprintln!(
-            "{name}: p50 {:.1} µs, p99 {:.1} µs (3000 calls)",
-            t[1500], t[2970]
-        );
+    let new_view = || fresh.borrow_mut().view();
+    pct(
+        "signals/compute/repeat",
+        CALLS,
+        || (),
+        |()| Signals::compute(view, hints),
+    );
+    pct("signals/compute/fresh", CALLS, new_view, |v| {
+        Signals::compute(&v, hints)
+    });
+    let new_text = || {
+        format!("Request {}: {p}", {
+            let mut f = fresh.borrow_mut();
+            f.next += 1;
+            f.next
+        })
     };
-    pct("signals/compute", &|| {
-        std::hint::black_box(Signals::compute(view, hints));
+    pct("signals/tokens::count/fresh", CALLS, new_text, |t| {
+        tierwise_core::tokens::count(&t)
     });
-    g.bench_function("signals/compute", |b| {
-        b.iter(|| Signals::compute(view, hints))
+    pct(
+        "signals/code",
+        CALLS,
+        || (),
+        |()| tierwise_core::signals::looks_like_code(p),
+    );
+    pct(
+        "signals/math",
+        CALLS,
+        || (),
+        |()| tierwise_core::signals::looks_like_math(p),
+    );
+    pct(
+        "signals/hard_domain",
+        CALLS,
+        || (),
+        |()| tierwise_core::signals::hard_domain_terms(p),
+    );
+    pct(
+        "signals/language",
+        CALLS,
+        || (),
+        |()| tierwise_core::signals::language(p),
+    );
+    g.bench_function("signals/compute/fresh", |b| {
+        b.iter_batched(
+            new_view,
+            |v| Signals::compute(&v, hints),
+            BatchSize::SmallInput,
+        )
     });
-    g.bench_function("signals/tokens::count", |b| {
-        b.iter(|| tierwise_core::tokens::count(p))
+    g.bench_function("signals/tokens::count/fresh", |b| {
+        b.iter_batched(
+            new_text,
+            |t| tierwise_core::tokens::count(&t),
+            BatchSize::SmallInput,
+        )
     });
     g.bench_function("signals/o200k-encode", |b| {
         b.iter(|| tierwise_core::tokens::encode(p).len())
