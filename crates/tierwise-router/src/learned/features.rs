@@ -281,6 +281,7 @@ fn mix(h: u64) -> u64 {
 /// Word-level scan: lowercased alphanumeric runs (digit runs become `#` × min(len, 4)) and
 /// single symbol characters are tokens. Calls `f(hash, is_word)` per token and gathers the
 /// lexical statistics.
+#[derive(Debug, Default, PartialEq)]
 struct Scan {
     words: usize,
     word_chars: usize,
@@ -293,7 +294,133 @@ struct Scan {
     symbols: usize,
 }
 
+/// ASCII byte kinds for [`scan`].
+const K_DIGIT: u8 = 0;
+const K_UPPER: u8 = 1;
+const K_LOWER: u8 = 2;
+/// `char::is_whitespace`: `\t`, `\n`, `\x0B`, `\x0C`, `\r`, space.
+const K_SPACE: u8 = 3;
+const K_SYMBOL: u8 = 4;
+
+const ASCII_KIND: [u8; 128] = {
+    let mut t = [K_SYMBOL; 128];
+    let mut b = 0;
+    while b < 128 {
+        t[b] = match b as u8 {
+            b'0'..=b'9' => K_DIGIT,
+            b'A'..=b'Z' => K_UPPER,
+            b'a'..=b'z' => K_LOWER,
+            b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ' => K_SPACE,
+            _ => K_SYMBOL,
+        };
+        b += 1;
+    }
+    t
+};
+
+#[expect(
+    unused_assignments,
+    reason = "the last flush! resets a word nothing reads"
+)]
 fn scan(text: &str, mut f: impl FnMut(u64)) -> Scan {
+    // counters in locals (kept in registers), gathered into a `Scan` at the end
+    let (mut words, mut word_chars, mut max_word, mut numbers) = (0usize, 0usize, 0usize, 0usize);
+    let (mut digits, mut letters, mut upper, mut symbols) = (0usize, 0usize, 0usize, 0usize);
+    // the word being read
+    let (mut h, mut len, mut all_digits) = (FNV_OFFSET, 0usize, true);
+    macro_rules! flush {
+        () => {
+            if len > 0 {
+                let token = if all_digits {
+                    // numbers: hash by digit count class only
+                    let mut d = FNV_OFFSET ^ 0x23;
+                    d = d.wrapping_mul(FNV_PRIME) ^ len.min(4) as u64;
+                    numbers += 1;
+                    d.wrapping_mul(FNV_PRIME)
+                } else {
+                    h
+                };
+                words += 1;
+                word_chars += len;
+                max_word = max_word.max(len);
+                f(token);
+                h = FNV_OFFSET;
+                len = 0;
+                all_digits = true;
+            }
+        };
+    }
+    let bytes = text.as_bytes();
+    let mut i = 0usize;
+    while let Some(&b) = bytes.get(i) {
+        if let Some(&kind) = ASCII_KIND.get(usize::from(b)) {
+            // ASCII: the same tokens and hashes as the general path below (`| 0x20`
+            // lowercases a letter)
+            i += 1;
+            match kind {
+                K_DIGIT => {
+                    digits += 1;
+                    h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+                    len += 1;
+                }
+                K_UPPER | K_LOWER => {
+                    all_digits = false;
+                    letters += 1;
+                    upper += usize::from(kind == K_UPPER);
+                    h = (h ^ u64::from(b | 0x20)).wrapping_mul(FNV_PRIME);
+                    len += 1;
+                }
+                K_SPACE => flush!(),
+                _ => {
+                    flush!();
+                    symbols += 1;
+                    f((FNV_OFFSET ^ 0x5f ^ u64::from(b)).wrapping_mul(FNV_PRIME));
+                }
+            }
+            continue;
+        }
+        let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
+            break;
+        };
+        i += c.len_utf8();
+        if c.is_alphanumeric() {
+            all_digits = false;
+            letters += 1;
+            if c.is_uppercase() {
+                upper += 1;
+            }
+            for lc in c.to_lowercase() {
+                let mut buf = [0u8; 4];
+                for &byte in lc.encode_utf8(&mut buf).as_bytes() {
+                    h = (h ^ u64::from(byte)).wrapping_mul(FNV_PRIME);
+                }
+            }
+            len += 1;
+        } else {
+            flush!();
+            if !c.is_whitespace() {
+                symbols += 1;
+                f((FNV_OFFSET ^ 0x5f ^ u64::from(c)).wrapping_mul(FNV_PRIME));
+            }
+        }
+    }
+    flush!();
+    Scan {
+        words,
+        word_chars,
+        max_word,
+        numbers,
+        chars: text.chars().count(),
+        digits,
+        letters,
+        upper,
+        symbols,
+    }
+}
+
+/// The first `scan` (a `char` loop), the reference for the byte loop.
+#[cfg(test)]
+fn scan_reference(text: &str, mut f: impl FnMut(u64)) -> Scan {
     let mut s = Scan {
         words: 0,
         word_chars: 0,
@@ -388,6 +515,72 @@ fn scan(text: &str, mut f: impl FnMut(u64)) -> Scan {
     s
 }
 
+/// How many distinct values were inserted (an open-addressing set; what sorting and
+/// deduplicating them would count, without the sort).
+struct DistinctCount {
+    /// Power-of-two slots; 0 = empty (the value 0 is tracked by `zero`).
+    slots: Vec<u64>,
+    zero: bool,
+    len: usize,
+}
+
+impl DistinctCount {
+    /// A set that stays at most half full for up to `n` distinct values (it grows past that).
+    fn with_capacity(n: usize) -> DistinctCount {
+        DistinctCount {
+            slots: vec![0; (2 * n).next_power_of_two().max(16)],
+            zero: false,
+            len: 0,
+        }
+    }
+
+    fn insert(&mut self, v: u64) {
+        if v == 0 {
+            self.len += usize::from(!self.zero);
+            self.zero = true;
+            return;
+        }
+        if 2 * (self.len + 1) > self.slots.len() {
+            let bigger = vec![0; 2 * self.slots.len()];
+            let old = std::mem::replace(&mut self.slots, bigger);
+            for x in old.into_iter().filter(|&x| x != 0) {
+                self.place(x);
+            }
+        }
+        if self.place(v) {
+            self.len += 1;
+        }
+    }
+
+    /// Puts `v` (not 0) in its slot; false if it was there.
+    fn place(&mut self, v: u64) -> bool {
+        let mask = self.slots.len() - 1;
+        // Fibonacci hashing: the product's top bits (FNV's low bits are weak)
+        let bits = self.slots.len().trailing_zeros();
+        let mut i = (v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize;
+        loop {
+            match self.slots.get(i).copied() {
+                Some(0) | None => {
+                    if let Some(slot) = self.slots.get_mut(i) {
+                        *slot = v;
+                    }
+                    return true;
+                }
+                Some(x) if x == v => return false,
+                Some(_) => i = (i + 1) & mask,
+            }
+        }
+    }
+}
+
+/// Occurrences of `b` in `bytes` (counted in `u8`s 255 bytes at a time, which vectorizes).
+fn count_byte(bytes: &[u8], b: u8) -> usize {
+    bytes
+        .chunks(255)
+        .map(|c| usize::from(c.iter().map(|&x| u8::from(x == b)).sum::<u8>()))
+        .sum()
+}
+
 fn is_option_line(line: &str) -> bool {
     let t = line.trim_start();
     let t = t.strip_prefix('(').unwrap_or(t);
@@ -421,10 +614,11 @@ pub fn featurize(
             0
         };
         let mut prev: Option<u64> = None;
-        let mut uniq_words: Vec<u64> = Vec::new();
+        let mut uniq_words =
+            DistinctCount::with_capacity(if spec.lexical { text.len() / 8 } else { 0 });
         let st = scan(text, |h| {
             if spec.lexical {
-                uniq_words.push(h);
+                uniq_words.insert(h);
             }
             if mask != 0 {
                 buckets.push((mix(h) & mask) as u32);
@@ -436,13 +630,16 @@ pub fn featurize(
             prev = Some(h);
         });
         if spec.lexical {
-            uniq_words.sort_unstable();
-            uniq_words.dedup();
             let chars = st.chars.max(1) as f32;
-            let lines = text.lines().count();
-            let questions = text.matches('?').count();
-            let options = text.lines().filter(|l| is_option_line(l)).count();
-            let latex = text.contains('\\') || text.contains('$');
+            // `text.lines().count()`: the `\n`s, and one more for an unterminated last line
+            let bytes = text.as_bytes();
+            let newlines = count_byte(bytes, b'\n');
+            let lines = newlines + usize::from(bytes.last().is_some_and(|&b| b != b'\n'));
+            let questions = count_byte(bytes, b'?');
+            // (`lines()` also drops a final empty line and a line's trailing `\r`: neither can
+            // be an option line)
+            let options = text.split('\n').filter(|l| is_option_line(l)).count();
+            let latex = bytes.iter().any(|&b| b == b'\\' || b == b'$');
             dense.push(ln1p(st.words));
             dense.push(if st.words > 0 {
                 st.word_chars as f32 / st.words as f32
@@ -461,7 +658,7 @@ pub fn featurize(
             dense.push(ln1p(options));
             dense.push(b(latex));
             dense.push(if st.words > 0 {
-                uniq_words.len() as f32 / (st.words + st.symbols).max(1) as f32
+                uniq_words.len as f32 / (st.words + st.symbols).max(1) as f32
             } else {
                 0.0
             });
@@ -549,6 +746,119 @@ mod tests {
         assert_eq!(a[0], b[0]);
         assert_eq!(a[2], b[2]);
         assert_eq!(a.len(), b.len());
+    }
+
+    fn same_scan(t: &str) {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let sa = scan(t, |h| a.push(h));
+        let sb = scan_reference(t, |h| b.push(h));
+        assert_eq!((sa, a), (sb, b), "{t:?}");
+    }
+
+    /// The byte loop gives the `char` loop's tokens and counts, on the committed fixtures'
+    /// prompts (tierwise-eval's and tierwise-audit's) and on random text.
+    #[test]
+    fn scan_matches_the_reference() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mut n = 0;
+        for f in [
+            "tierwise-eval/fixtures/mmlu_pro/outcomes.jsonl",
+            "tierwise-eval/fixtures/llmrouter/outcomes_train.jsonl",
+            "tierwise-audit/tests/fixtures/labelled_prompts.jsonl",
+        ] {
+            let text = std::fs::read_to_string(format!("{root}/{f}")).unwrap();
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let body = json!({"model": "m", "messages": v.get("messages").cloned().unwrap_or_else(|| json!([{"role": "user", "content": v["text"]}]))});
+                same_scan(&prompt_text(&RequestView::chat(&body).unwrap()));
+                n += 1;
+            }
+        }
+        assert!(n > 500, "{n}");
+        for t in [
+            "",
+            "x",
+            "ÉTÉ 42 naïve ½ ٣ ǅ İ ß\u{b}\u{1c}\u{85}\u{a0}— 😀 1\u{301}2",
+            "a\x00b\x7f",
+        ] {
+            same_scan(t);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scan_matches_the_reference_on_random_text(t in "([ -~\t\n\r\x00-\x1f\x7f]|\\PC)*") {
+            same_scan(&t);
+        }
+    }
+
+    #[test]
+    fn distinct_count_is_the_deduplicated_length() {
+        let mut x = 7u64;
+        for n in [0usize, 1, 5, 100, 3000] {
+            for cap in [0, n / 3, n] {
+                let mut set = DistinctCount::with_capacity(cap);
+                let mut all = Vec::new();
+                for i in 0..n {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                    // repeats, zeros and large values
+                    let v = match i % 4 {
+                        0 => (x >> 60) % 7,
+                        1 => 0,
+                        _ => x,
+                    };
+                    set.insert(v);
+                    all.push(v);
+                }
+                all.sort_unstable();
+                all.dedup();
+                assert_eq!(set.len, all.len(), "{n} {cap}");
+            }
+        }
+    }
+
+    #[test]
+    fn line_counts_are_those_of_lines() {
+        let spec = FeatureSpec::parse("lexical", None).unwrap();
+        let at = |n: &str| LEXICAL_NAMES.iter().position(|x| *x == n).unwrap();
+        for t in [
+            "",
+            "a",
+            "a\n",
+            "a\n\n",
+            "\n",
+            "A. x\r\nB) y\r\n(C: z\n  D. w\nE.\r\nF.x\nK. no\n\u{a0}J) yes?\n?",
+            "q?\r\n\r\nA. one\nB. two",
+            &"A. ?\n".repeat(300),
+            &format!("{}$", "x?".repeat(700)),
+        ] {
+            let f = featurize(
+                &spec,
+                t,
+                &Signals::compute(
+                    &RequestView::chat(
+                        &json!({"model": "m", "messages": [{"role": "user", "content": t}]}),
+                    )
+                    .unwrap(),
+                    &Hints::default(),
+                ),
+                None,
+            );
+            let lines = t.lines().count();
+            let options = t.lines().filter(|l| is_option_line(l)).count();
+            assert_eq!(f.dense[at("ln_lines")], ln1p(lines), "{t:?}");
+            assert_eq!(f.dense[at("ln_option_lines")], ln1p(options), "{t:?}");
+            assert_eq!(
+                f.dense[at("ln_questions")],
+                ln1p(t.matches('?').count()),
+                "{t:?}"
+            );
+            assert_eq!(
+                f.dense[at("latex")],
+                b(t.contains('\\') || t.contains('$')),
+                "{t:?}"
+            );
+        }
     }
 
     #[test]
