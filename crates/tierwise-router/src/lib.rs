@@ -29,6 +29,12 @@ use tierwise_core::signals::{Hints, Signals};
 pub trait QualityEstimator: Send + Sync + std::fmt::Debug {
     /// Short name for reasons and reports.
     fn name(&self) -> &str;
+    /// The name of the estimate that decides for this ladder (in `x-tierwise-reason`); by
+    /// default [`Self::name`].
+    fn name_for(&self, tiers: &[Tier]) -> &str {
+        let _ = tiers;
+        self.name()
+    }
     /// One estimate per tier, cheapest first, in [0, 1] (e.g. P(the tier's answer is good enough)).
     fn estimate(&self, view: &RequestView, signals: &Signals, tiers: &[Tier]) -> Vec<f64>;
     /// Thresholds to use when the config gives none: one per tier (the top tier's is ignored).
@@ -254,7 +260,7 @@ fn route_auto(view: &RequestView, signals: &Signals, hints: &Hints, policy: &Pol
             let th = thresholds.get(chosen - 1).copied().unwrap_or(1.0);
             format!(
                 "{}: P(ok on {})={below:.2} < {th:.2} → {}",
-                est.name(),
+                est.name_for(tiers),
                 tiers[chosen - 1].name,
                 tiers[chosen].name
             )
@@ -262,7 +268,7 @@ fn route_auto(view: &RequestView, signals: &Signals, hints: &Hints, policy: &Pol
             let th = thresholds.get(chosen).copied().unwrap_or(0.0);
             format!(
                 "{}: P(ok on {})={e:.2} ≥ {th:.2}",
-                est.name(),
+                est.name_for(tiers),
                 tiers[chosen].name
             )
         };

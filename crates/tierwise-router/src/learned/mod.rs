@@ -224,6 +224,21 @@ impl crate::QualityEstimator for LearnedRouter {
         }
     }
 
+    /// "transfer gain" when the transfer head decides (a ladder with a model the router was
+    /// not trained on), else [`Self::name`].
+    fn name_for(&self, tiers: &[Tier]) -> &str {
+        let m = self.model();
+        let unseen = tiers.is_empty()
+            || tiers
+                .iter()
+                .any(|t| !m.abilities.contains_key(t.model.as_str()));
+        if m.transfer.is_some() && unseen {
+            "transfer gain"
+        } else {
+            self.name()
+        }
+    }
+
     fn estimate(&self, view: &RequestView, signals: &Signals, tiers: &[Tier]) -> Vec<f64> {
         let f = self.featurize(view, signals);
         let models: Vec<&str> = tiers.iter().map(|t| t.model.as_str()).collect();
@@ -320,6 +335,51 @@ mod tests {
             r.default_thresholds(&[tier("x"), tier("y")]),
             vec![0.5, 0.5]
         );
+    }
+
+    #[test]
+    fn reason_names_the_estimate_that_decided() {
+        use tierwise_core::catalog::Catalog;
+        use tierwise_core::config::{Cascade, RouterMode, Routing};
+        let mut f = file();
+        let d = f.models[0].features.dense_len();
+        f.models[0].transfer = Some(model::GainHead {
+            bias: 0.0,
+            weights: vec![0.0; d],
+        });
+        f.estimate = EstimateForm::Gain;
+        let r = Arc::new(LearnedRouter::new(f).unwrap());
+        let reason = |a: &str, b: &str| {
+            let policy = crate::Policy {
+                catalog: Catalog::new(vec![tier(a), tier(b)], b, vec![], Default::default())
+                    .unwrap(),
+                routing: Routing {
+                    mode: RouterMode::Learned,
+                    default_tier: 0,
+                    honor_explicit_model: true,
+                    no_bounce: false,
+                    rules: vec![],
+                    learned_weights: None,
+                    learned_thresholds: None,
+                    cascade: Cascade::defaults(2),
+                },
+                learned: Some(r.clone()),
+            };
+            let body = json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]});
+            let view = RequestView::chat(&body).unwrap();
+            let s = Signals::compute(&view, &Hints::default());
+            crate::decide(&view, &s, &Hints::default(), &policy)
+                .unwrap()
+                .reason
+        };
+        // unseen models: the transfer head decides and the reason says so
+        let unseen = reason("x", "y");
+        assert!(unseen.starts_with("transfer gain:"), "{unseen}");
+        // known models: the IRT estimate
+        let known = reason("a", "b");
+        assert!(known.starts_with("1-loss vs top:"), "{known}");
+        assert_eq!(r.name_for(&[tier("a"), tier("b")]), "1-loss vs top");
+        assert_eq!(r.name_for(&[tier("a"), tier("q")]), "transfer gain");
     }
 
     #[test]
