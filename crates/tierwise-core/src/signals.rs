@@ -126,7 +126,8 @@ impl Signals {
         };
         let code_blocks = all_text.matches("```").count() / 2;
         let last = Prepared::new(last_user);
-        let code = code_blocks > 0 || looks_like_code(&all_text) || asks_for_code(&last);
+        let hits = keyword_hits(&last);
+        let code = code_blocks > 0 || looks_like_code(&all_text) || asks_for_code(&last, &hits);
         Signals {
             prompt_tokens,
             tool_tokens,
@@ -139,10 +140,10 @@ impl Signals {
                 .any(|t| t.role == "system" || t.role == "developer"),
             code_blocks,
             code,
-            math: math_on_shadow(&last),
+            math: math_on_shadow(&last, &hits),
             structured_output: view.structured_output,
             tools: view.tools.len(),
-            hard_domain: hard_domain_on_shadow(&last),
+            hard_domain: hard_domains(&hits),
             language: language(last_user),
             role: hints.role.clone(),
             category: hints.category.clone(),
@@ -409,15 +410,243 @@ fn is_code_line(line: &str) -> bool {
 
 const ASKS_FOR_CODE: &str = r"(?i)\b(write|implement|fix|debug|refactor)\b.{0,40}\b(code|function|script|program|class|method|query|regex|sql|python|javascript|typescript|rust|java|golang|c\+\+)\b";
 
-/// Asks for code.
-fn asks_for_code(text: &Prepared<'_>) -> bool {
+/// Asks for code (`hits` of the same text): only when one of its verbs is there.
+fn asks_for_code(text: &Prepared<'_>, hits: &KeywordHits) -> bool {
     static ASK: OnceLock<Option<regex::bytes::Regex>> = OnceLock::new();
-    shadow_re(&ASK, ASKS_FOR_CODE).is_some_and(|r| r.is_match(haystack(text, ASKS_FOR_CODE)))
+    hits.ask
+        && shadow_re(&ASK, ASKS_FOR_CODE).is_some_and(|r| r.is_match(haystack(text, ASKS_FOR_CODE)))
 }
 
 /// LaTeX, equations with numbers, or math vocabulary.
 pub fn looks_like_math(text: &str) -> bool {
-    math_on_shadow(&Prepared::new(text))
+    let text = Prepared::new(text);
+    math_on_shadow(&text, &keyword_hits(&text))
+}
+
+/// How a keyword alternative ends: `\b` (no word byte follows), `\w+` (one does), `\w*`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum KeywordEnd {
+    Word,
+    More,
+    Any,
+}
+
+/// The alternatives of a `(?i)\b(a|b|…)\b` keyword pattern as literals with their endings;
+/// None if the pattern uses anything else (every pattern here is of that form: tested).
+fn keyword_alternatives(pat: &str) -> Option<Vec<(String, KeywordEnd)>> {
+    let body = pat.strip_prefix(r"(?i)\b(")?.strip_suffix(r")\b")?;
+    let mut out = Vec::new();
+    for alt in body.split('|') {
+        let (lit, ends): (&str, &[(&str, KeywordEnd)]) = if let Some(l) = alt.strip_suffix(r"\w+") {
+            (l, &[("", KeywordEnd::More)])
+        } else if let Some(l) = alt.strip_suffix(r"\w*") {
+            (l, &[("", KeywordEnd::Any)])
+        } else if let Some(l) = alt.strip_suffix("(ly)?") {
+            (l, &[("", KeywordEnd::Word), ("ly", KeywordEnd::Word)])
+        } else {
+            (alt, &[("", KeywordEnd::Word)])
+        };
+        let plain = |c: u8| c.is_ascii_lowercase() || c == b' ' || c == b'-';
+        if lit.is_empty() || !lit.bytes().all(plain) {
+            return None;
+        }
+        out.extend(
+            ends.iter()
+                .map(|(suffix, end)| (format!("{lit}{suffix}"), *end)),
+        );
+    }
+    Some(out)
+}
+
+/// Bit of [`MATH_WORDS`] in [`KeywordHits`]; `HARD_TERMS[i]` is bit `1 + i`, the verbs of
+/// [`ASKS_FOR_CODE`] bit [`ASK_BIT`].
+const MATH_BIT: u16 = 1;
+const ASK_BIT: u16 = 1 << 8;
+
+/// Every keyword pattern at once: each alternative as a literal (sorted), and where the literals
+/// with each 3-byte beginning are.
+struct Keywords {
+    alts: Vec<(String, KeywordEnd, u16)>,
+    /// Open addressing on [`prefix3`]: `(key, from, to)`, `alts[from..to]` begin with `key`'s
+    /// bytes; key 0 = empty slot.
+    prefixes: Vec<(u32, usize, usize)>,
+    /// A 2^16-bit filter: bit [`filter_bit`] of each literal's [`prefix3`] is set (most word
+    /// starts are rejected by one load).
+    filter: Vec<u64>,
+}
+
+fn filter_bit(key: u32) -> usize {
+    (key.wrapping_mul(0x9e37_79b1) >> 16) as usize
+}
+
+/// Word bytes (`\w` in ASCII mode: letters, digits, `_`) as 0/1.
+const WORD_BYTE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = (c.is_ascii_alphanumeric() || c == b'_') as u8;
+        b += 1;
+    }
+    t
+};
+
+/// Slots of [`Keywords::prefixes`] (a power of two, at least twice the literals).
+const PREFIX_SLOTS: usize = 256;
+
+/// The first three bytes of `b` as a key (zeros past its end).
+fn prefix3(b: &[u8]) -> u32 {
+    let at = |i: usize| u32::from(b.get(i).copied().unwrap_or(0));
+    at(0) | (at(1) << 8) | (at(2) << 16)
+}
+
+fn prefix_slot(key: u32) -> usize {
+    (key.wrapping_mul(0x9e37_79b1) >> 24) as usize % PREFIX_SLOTS
+}
+
+impl Keywords {
+    /// The literals that begin like `rest`.
+    fn candidates(&self, rest: &[u8]) -> &[(String, KeywordEnd, u16)] {
+        let key = match rest.get(..4) {
+            Some(&[a, b, c, _]) => u32::from_le_bytes([a, b, c, 0]),
+            _ => prefix3(rest),
+        };
+        let bit = filter_bit(key);
+        if self
+            .filter
+            .get(bit / 64)
+            .is_none_or(|w| w >> (bit % 64) & 1 == 0)
+        {
+            return &[];
+        }
+        let mut i = prefix_slot(key);
+        loop {
+            match self.prefixes.get(i) {
+                Some(&(k, from, to)) if k == key => {
+                    return self.alts.get(from..to).unwrap_or_default();
+                }
+                Some(&(0, _, _)) | None => return &[],
+                Some(_) => i = (i + 1) % PREFIX_SLOTS,
+            }
+        }
+    }
+}
+
+/// The `(?i)\b(…)\b` verb part of [`ASKS_FOR_CODE`].
+fn ask_verbs() -> &'static str {
+    ASKS_FOR_CODE.split(r".{0,40}").next().unwrap_or_default()
+}
+
+fn keywords() -> Option<&'static Keywords> {
+    static KW: OnceLock<Option<Keywords>> = OnceLock::new();
+    KW.get_or_init(|| {
+        let mut pats = vec![(MATH_WORDS, MATH_BIT)];
+        pats.extend(
+            HARD_TERMS
+                .iter()
+                .zip(1..)
+                .map(|((_, p), i)| (*p, 1u16 << i)),
+        );
+        pats.push((ask_verbs(), ASK_BIT));
+        let mut alts = Vec::new();
+        for (pat, bit) in pats {
+            alts.extend(
+                keyword_alternatives(pat)?
+                    .into_iter()
+                    .map(|(l, e)| (l, e, bit)),
+            );
+        }
+        alts.sort_by(|a, b| a.0.cmp(&b.0));
+        if alts.len() * 2 > PREFIX_SLOTS || alts.iter().any(|(l, _, _)| l.len() < 3) {
+            return None;
+        }
+        let mut prefixes = vec![(0u32, 0usize, 0usize); PREFIX_SLOTS];
+        let mut filter = vec![0u64; (1 << 16) / 64];
+        let mut from = 0;
+        while let Some((lit, _, _)) = alts.get(from) {
+            let key = prefix3(lit.as_bytes());
+            let to = from
+                + alts
+                    .get(from..)?
+                    .iter()
+                    .take_while(|(l, _, _)| prefix3(l.as_bytes()) == key)
+                    .count();
+            let mut i = prefix_slot(key);
+            while prefixes.get(i)?.0 != 0 {
+                i = (i + 1) % PREFIX_SLOTS;
+            }
+            *prefixes.get_mut(i)? = (key, from, to);
+            let bit = filter_bit(key);
+            *filter.get_mut(bit / 64)? |= 1 << (bit % 64);
+            from = to;
+        }
+        Some(Keywords {
+            alts,
+            prefixes,
+            filter,
+        })
+    })
+    .as_ref()
+}
+
+/// What the keyword patterns find in a [`Prepared`] text.
+#[derive(Debug, Default, PartialEq)]
+struct KeywordHits {
+    /// Matches of [`MATH_WORDS`] (as `find_iter` counts them).
+    math_words: usize,
+    /// Bits of the patterns that match (see [`MATH_BIT`]).
+    bits: u16,
+    /// One of [`ASKS_FOR_CODE`]'s verbs is there.
+    ask: bool,
+}
+
+/// One pass for every keyword pattern (they are all case-insensitive: matched on the lowercase
+/// text, which is ASCII). A match of any of them starts at a word start (each alternative
+/// starts with a letter, after `\b`); no alternative can start inside another's match (inside
+/// a word there is no `\b`, and no alternative begins with the second word of a phrase —
+/// tested), so every word start is checked on its own, against the literals that begin with
+/// its first three bytes. A pattern's matches do not
+/// overlap either, so [`MATH_WORDS`]' count is the number of word starts where it matches.
+fn keyword_hits(text: &Prepared<'_>) -> KeywordHits {
+    let mut hits = KeywordHits::default();
+    let Some(kw) = keywords() else {
+        return hits;
+    };
+    let lo = text.lower();
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    // word starts, 64 bytes at a time as a bit mask (no branch per byte)
+    let mut prev_word = false;
+    for (c, chunk) in lo.chunks(64).enumerate() {
+        let word = chunk.iter().rev().fold(0u64, |m, &b| {
+            (m << 1) | u64::from(WORD_BYTE.get(usize::from(b)).copied().unwrap_or(0))
+        });
+        let mut starts = word & !((word << 1) | u64::from(prev_word));
+        prev_word = chunk.len() == 64 && word >> 63 == 1;
+        while starts != 0 {
+            let at = c * 64 + starts.trailing_zeros() as usize;
+            starts &= starts - 1;
+            let rest = lo.get(at..).unwrap_or_default();
+            let mut bits = 0u16;
+            for (lit, end, bit) in kw.candidates(rest) {
+                if bits & bit != 0 || !rest.starts_with(lit.as_bytes()) {
+                    continue;
+                }
+                let next = rest.get(lit.len()).copied();
+                let ends = match end {
+                    KeywordEnd::Word => !next.is_some_and(is_word),
+                    KeywordEnd::More => next.is_some_and(is_word),
+                    KeywordEnd::Any => true,
+                };
+                if ends {
+                    bits |= bit;
+                }
+            }
+            hits.math_words += usize::from(bits & MATH_BIT != 0);
+            hits.bits |= bits;
+        }
+    }
+    hits.ask = hits.bits & ASK_BIT != 0;
+    hits
 }
 
 const LATEX: &str = r"\\(frac|int|sum|sqrt|lim|prod|cdot|times|le|ge|neq|infty|pi|theta|alpha|beta)\b|\$[^$\n]{1,80}\$";
@@ -426,13 +655,10 @@ const MATH_WORDS: &str = r"(?i)\b(solve|equation|integral|derivative|probability
 
 /// [`looks_like_math`]: `latex || (equation && words >= 1) || words >= 2`, each part computed
 /// only when the answer still depends on it.
-fn math_on_shadow(text: &Prepared<'_>) -> bool {
+fn math_on_shadow(text: &Prepared<'_>, hits: &KeywordHits) -> bool {
     static LATEX_RE: OnceLock<Option<regex::bytes::Regex>> = OnceLock::new();
     static EQ_RE: OnceLock<Option<regex::bytes::Regex>> = OnceLock::new();
-    static WORDS_RE: OnceLock<Option<regex::bytes::Regex>> = OnceLock::new();
-    let words = shadow_re(&WORDS_RE, MATH_WORDS)
-        .map(|r| r.find_iter(haystack(text, MATH_WORDS)).take(2).count())
-        .unwrap_or(0);
+    let words = hits.math_words;
     if words >= 2 {
         return true;
     }
@@ -476,27 +702,16 @@ const HARD_TERMS: &[(&str, &str)] = &[
 ];
 
 pub fn hard_domain_terms(text: &str) -> Vec<String> {
-    hard_domain_on_shadow(&Prepared::new(text))
+    hard_domains(&keyword_hits(&Prepared::new(text)))
 }
 
-/// [`hard_domain_terms`] on a [`Prepared`] text.
-fn hard_domain_on_shadow(text: &Prepared<'_>) -> Vec<String> {
-    static COMPILED: OnceLock<Vec<(&'static str, &'static str, regex::bytes::Regex)>> =
-        OnceLock::new();
-    let compiled = COMPILED.get_or_init(|| {
-        HARD_TERMS
-            .iter()
-            .filter_map(|(d, p)| {
-                regex::bytes::Regex::new(&shadow_pattern(p))
-                    .ok()
-                    .map(|r| (*d, *p, r))
-            })
-            .collect()
-    });
-    compiled
+/// The hard domains among `hits`, in [`HARD_TERMS`] order.
+fn hard_domains(hits: &KeywordHits) -> Vec<String> {
+    HARD_TERMS
         .iter()
-        .filter(|(_, p, r)| r.is_match(haystack(text, p)))
-        .map(|(d, _, _)| d.to_string())
+        .zip(1..)
+        .filter(|&(_, i)| hits.bits & (1u16 << i) != 0)
+        .map(|((d, _), _)| d.to_string())
         .collect()
 }
 
@@ -768,7 +983,43 @@ mod tests {
         let words = count(MATH_WORDS);
         let want_math = count(LATEX) > 0 || (count(EQUATION) > 0 && words >= 1) || words >= 2;
         assert_eq!(looks_like_math(t), want_math, "{t:?}");
-        assert_eq!(asks_for_code(&prepared), count(ASKS_FOR_CODE) > 0, "{t:?}");
+        let hits = keyword_hits(&prepared);
+        assert_eq!(
+            asks_for_code(&prepared, &hits),
+            count(ASKS_FOR_CODE) > 0,
+            "{t:?}"
+        );
+        assert_eq!(hits.math_words, count(MATH_WORDS), "{t:?}");
+    }
+
+    /// What [`keyword_hits`] relies on: every keyword pattern is a list of literals, and no
+    /// alternative can start at a word start inside another one (the second word of a phrase).
+    #[test]
+    fn keyword_alternatives_are_literals_that_do_not_nest() {
+        let kw = keywords().unwrap();
+        let mut pats = vec![MATH_WORDS, ask_verbs()];
+        pats.extend(HARD_TERMS.iter().map(|(_, p)| *p));
+        let n: usize = pats
+            .iter()
+            .map(|p| p.matches('|').count() + 1 + p.matches("(ly)?").count())
+            .sum();
+        assert_eq!(kw.alts.len(), n);
+        assert_eq!(ask_verbs(), r"(?i)\b(write|implement|fix|debug|refactor)\b");
+        for (lit, _, _) in &kw.alts {
+            let b = lit.as_bytes();
+            for j in 1..b.len() {
+                if b[j - 1].is_ascii_alphanumeric() || !b[j].is_ascii_alphanumeric() {
+                    continue;
+                }
+                let inner = &lit[j..];
+                for (other, _, _) in &kw.alts {
+                    assert!(
+                        !other.starts_with(inner) && !inner.starts_with(other.as_str()),
+                        "{other:?} starts inside {lit:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
