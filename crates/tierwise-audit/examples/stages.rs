@@ -18,10 +18,13 @@ use std::time::{Duration, Instant};
 
 use tierwise_audit::call::parse_line;
 use tierwise_audit::category::categorize;
-use tierwise_audit::prompt::{ToolMemo, facts};
+use tierwise_audit::prompt::{ToolMemo, facts_counted};
 use tierwise_core::Config;
 use tierwise_core::signals::{Hints, Signals};
 use tierwise_router::{Policy, decide};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,7 +65,12 @@ fn main() {
             .has_content
             .then(|| decide(&call.view, &signals, &hints, &policy));
         let e = Instant::now();
-        let f = facts(&call.view, &mut memo, &options.tool_search);
+        let f = facts_counted(
+            &call.view,
+            &mut memo,
+            &options.tool_search,
+            Some(signals.prompt_tokens),
+        );
         let g = Instant::now();
         drop((call, signals, category, decision, f));
         let h = Instant::now();

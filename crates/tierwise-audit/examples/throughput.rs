@@ -18,6 +18,9 @@ use tierwise_audit::{InputSpec, Options, audit};
 use tierwise_core::Config;
 use tierwise_router::Policy;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let log = PathBuf::from(args.first().cloned().unwrap_or_default());

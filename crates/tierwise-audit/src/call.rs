@@ -74,8 +74,11 @@ struct Fields {
 /// number as a `Value` parse would — but not stored. `None` when the line is not a JSON object
 /// (or has a non-object, non-null response): the caller then takes the `Value` path, so errors
 /// read exactly as before.
+/// The line is checked as UTF-8 once, up front (then parsed as a `str`, so strings are not
+/// re-checked one by one); a line that is not UTF-8 takes the `Value` path.
 fn fields_fast(line: &[u8]) -> Option<Fields> {
-    serde_json::from_slice::<FieldsSeed>(line).ok().map(|f| f.0)
+    let text = std::str::from_utf8(line).ok()?;
+    serde_json::from_str::<FieldsSeed>(text).ok().map(|f| f.0)
 }
 
 /// [`Fields`] by parsing the whole line as a `Value` (the reference path).

@@ -433,7 +433,12 @@ impl<'a> Worker<'a> {
             (_, st) => st,
         };
 
-        let facts = prompt::facts(&view, &mut self.memo, &self.options.tool_search);
+        let facts = prompt::facts_counted(
+            &view,
+            &mut self.memo,
+            &self.options.tool_search,
+            Some(signals.prompt_tokens),
+        );
         let removed = u64::from(facts.tool_search_removed);
         if !view.tools.is_empty() {
             self.totals.tool_requests += 1;

@@ -35,7 +35,7 @@ pub struct Prefix {
 }
 
 /// What the cache simulator and the shape table need from one request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PromptFacts {
     /// Cacheable prefixes (≥ [`CACHE_MIN_TOKENS`]) of the prompt as sent, shortest first.
     pub as_sent: Vec<Prefix>,
@@ -218,6 +218,19 @@ fn push_prefixes(segments: &[(u64, u32)], out: &mut Vec<Prefix>) {
 
 /// Segments, prefixes, shape and tool-search removal of one request.
 pub fn facts(view: &RequestView, memo: &mut ToolMemo, policy: &ToolPolicy) -> PromptFacts {
+    facts_counted(view, memo, policy, None)
+}
+
+/// [`facts`], when the caller already has the prompt's message tokens as
+/// `tokens::count_messages` counts them (`Signals::prompt_tokens`): a prompt below
+/// [`CACHE_MIN_TOKENS`] has no cacheable prefix, so its messages are neither counted one by one
+/// nor hashed, except the system / developer ones (the shape). Same facts as [`facts`].
+pub fn facts_counted(
+    view: &RequestView,
+    memo: &mut ToolMemo,
+    policy: &ToolPolicy,
+    prompt_tokens: Option<usize>,
+) -> PromptFacts {
     let tools: Vec<(u64, &Value)> = view.tools.iter().map(|t| (hash_of(t), t)).collect();
     let tool_tokens: u32 = tools.iter().map(|(h, t)| memo.tokens(*h, t)).sum();
     let set_hash = {
@@ -227,12 +240,22 @@ pub fn facts(view: &RequestView, memo: &mut ToolMemo, policy: &ToolPolicy) -> Pr
         }
         h.digest()
     };
+    let below_cache = prompt_tokens.is_some_and(|n| {
+        let total = n.saturating_sub(tokens::REPLY_PRIMING)
+            + usize::try_from(tool_tokens).unwrap_or(usize::MAX);
+        total < CACHE_MIN_TOKENS as usize
+    });
     let messages: Vec<(u64, u32, bool)> = view
         .messages
         .iter()
         .map(|m| {
+            let is_static = is_static_role(m);
+            if below_cache {
+                // only the shape reads these: the hash of a system / developer message
+                return (if is_static { hash_of(m) } else { 0 }, 0, is_static);
+            }
             let (h, key) = hashes_of(m);
-            (h, memo.message_tokens(key, m), is_static_role(m))
+            (h, memo.message_tokens(key, m), is_static)
         })
         .collect();
 
@@ -378,6 +401,49 @@ mod tests {
         assert!(fa.static_first[0].tokens >= CACHE_MIN_TOKENS);
         assert_eq!(fa.shape, fb.shape);
         assert_ne!(fa.shape, 0);
+    }
+
+    /// Given the prompt's token count, facts skip per-message work below the cache minimum
+    /// and are the same facts (the example workload, short and long prompts, with and without
+    /// tools and system prompts).
+    #[test]
+    fn counted_facts_are_the_facts() {
+        let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/workload.jsonl.gz");
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(workload).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        let mut views: Vec<RequestView> = text
+            .lines()
+            .step_by(5)
+            .filter_map(|l| crate::call::parse_line(l.as_bytes()).ok())
+            .map(|c| c.view)
+            .collect();
+        let long = "policy ".repeat(1200);
+        views.push(
+            RequestView::chat(&json!({"model": "m", "tools": [tool("a", "y")],
+                "messages": [{"role": "system", "content": long}, {"role": "user", "content": "q"}]}))
+            .unwrap(),
+        );
+        let (mut below, mut above) = (0, 0);
+        let mut memo = ToolMemo::default();
+        for v in &views {
+            let n = tokens::count_messages(&v.messages);
+            let reference = facts(v, &mut ToolMemo::default(), &policy(2, 1));
+            assert_eq!(
+                facts_counted(v, &mut memo, &policy(2, 1), Some(n)),
+                reference
+            );
+            if reference.as_sent.is_empty() {
+                below += 1;
+            } else {
+                above += 1;
+            }
+        }
+        assert!(below > 50 && above > 0, "{below} below, {above} above");
     }
 
     #[test]

@@ -123,27 +123,28 @@ impl RequestView {
         }
         let mut turns = Vec::with_capacity(messages.len());
         for (i, m) in messages.iter().enumerate() {
-            let param = format!("messages[{i}]");
+            // named only when a check fails (no allocation per message otherwise)
+            let param = || format!("messages[{i}]");
             let mo = m
                 .as_object()
-                .ok_or_else(|| RequestError::invalid_type(&param, "an object"))?;
+                .ok_or_else(|| RequestError::invalid_type(&param(), "an object"))?;
             let role = match mo.get("role") {
                 Some(Value::String(r)) => r.clone(),
                 Some(_) => {
                     return Err(RequestError::invalid_type(
-                        &format!("{param}.role"),
+                        &format!("{}.role", param()),
                         "a string",
                     ));
                 }
-                None => return Err(RequestError::missing(&format!("{param}.role"))),
+                None => return Err(RequestError::missing(&format!("{}.role", param()))),
             };
             if !matches!(
                 role.as_str(),
                 "system" | "developer" | "user" | "assistant" | "tool" | "function"
             ) {
                 return Err(RequestError::invalid_value(
-                    &format!("{param}.role"),
-                    format!("Invalid value for '{param}.role': {role:?}."),
+                    &format!("{}.role", param()),
+                    format!("Invalid value for '{}.role': {role:?}.", param()),
                 ));
             }
             let text = match mo.get("content") {
@@ -151,7 +152,7 @@ impl RequestView {
                 Some(c @ (Value::String(_) | Value::Array(_))) => content_text(c),
                 Some(_) => {
                     return Err(RequestError::invalid_type(
-                        &format!("{param}.content"),
+                        &format!("{}.content", param()),
                         "a string or an array of content parts",
                     ));
                 }
