@@ -83,8 +83,77 @@ type Fast = BuildHasherDefault<PieceHasher>;
 #[derive(Default)]
 struct Memo {
     whole: HashMap<(u128, usize), usize>,
-    short: HashMap<(u64, u64), u32, Fast>,
+    short: ShortMemo,
     pieces: HashMap<Box<str>, u32, Fast>,
+}
+
+/// Counts of short pieces by [`short_key`]: open addressing with linear probing, at most half
+/// full (one multiply and, usually, one probe per lookup). The key `(0, 0)` (the empty piece,
+/// never looked up) marks an empty slot.
+#[derive(Default)]
+struct ShortMemo {
+    keys: Vec<(u64, u64)>,
+    counts: Vec<u32>,
+    len: usize,
+}
+
+impl ShortMemo {
+    fn slot(&self, key: (u64, u64)) -> usize {
+        let bits = self.keys.len().trailing_zeros();
+        let h = (key.0 ^ key.1.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> (64 - bits)) as usize
+    }
+
+    fn get(&self, key: (u64, u64)) -> Option<u32> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let mask = self.keys.len() - 1;
+        let mut i = self.slot(key);
+        loop {
+            match self.keys.get(i) {
+                Some(&k) if k == key => return self.counts.get(i).copied(),
+                Some(&(0, 0)) | None => return None,
+                Some(_) => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Remembers `key` (not in the memo); forgets everything when [`PIECE_CAP`] are held.
+    fn insert(&mut self, key: (u64, u64), n: u32) {
+        if key == (0, 0) {
+            return;
+        }
+        if self.len >= PIECE_CAP {
+            *self = ShortMemo::default();
+        }
+        if 2 * (self.len + 1) > self.keys.len() {
+            let size = (2 * self.keys.len()).max(1024);
+            let old = std::mem::replace(
+                self,
+                ShortMemo {
+                    keys: vec![(0, 0); size],
+                    counts: vec![0; size],
+                    len: 0,
+                },
+            );
+            for (k, c) in old.keys.into_iter().zip(old.counts) {
+                if k != (0, 0) {
+                    self.insert(k, c);
+                }
+            }
+        }
+        let mask = self.keys.len() - 1;
+        let mut i = self.slot(key);
+        while self.keys.get(i).is_some_and(|&k| k != (0, 0)) {
+            i = (i + 1) & mask;
+        }
+        if let (Some(k), Some(c)) = (self.keys.get_mut(i), self.counts.get_mut(i)) {
+            *k = key;
+            *c = n;
+            self.len += 1;
+        }
+    }
 }
 
 thread_local! {
@@ -93,28 +162,25 @@ thread_local! {
 
 /// Tokens of `text[p..p + len]`, one pre-tokenizer piece (memoised).
 fn count_piece(memo: &mut Memo, text: &str, p: usize, len: usize) -> usize {
-    let tok = bpe_openai::o200k_base();
+    let tok = || bpe_openai::o200k_base();
     let bytes = text.as_bytes();
     if len <= SHORT_PIECE {
         let key = short_key_at(bytes, p, len);
-        if let Some(&n) = memo.short.get(&key) {
+        if let Some(n) = memo.short.get(key) {
             return n as usize;
         }
-        let n = tok.bpe.count(bytes.get(p..p + len).unwrap_or_default());
-        if memo.short.len() >= PIECE_CAP {
-            memo.short.clear();
-        }
+        let n = tok().bpe.count(bytes.get(p..p + len).unwrap_or_default());
         memo.short.insert(key, n as u32);
         return n;
     }
     let piece = text.get(p..p + len).unwrap_or_default();
     if len > PIECE_MAX_BYTES {
-        return tok.bpe.count(piece.as_bytes());
+        return tok().bpe.count(piece.as_bytes());
     }
     if let Some(&n) = memo.pieces.get(piece) {
         return n as usize;
     }
-    let n = tok.bpe.count(piece.as_bytes());
+    let n = tok().bpe.count(piece.as_bytes());
     if memo.pieces.len() >= PIECE_CAP {
         memo.pieces.clear();
     }
@@ -211,6 +277,24 @@ fn piece_bounds(text: &str) -> impl Iterator<Item = (usize, usize)> {
 /// 7. (`\s+\s` with the last character dropped) a whitespace run but its last character;
 /// 8. a whitespace run.
 fn ascii_piece_end(s: &[u8], p: usize) -> Option<usize> {
+    // the commonest piece first: a word of ASCII letters, with or without a leading space,
+    // not followed by an apostrophe (a contraction) or a non-ASCII character (which might be
+    // a letter or a mark of the word); the same end as alternatives 1 and 2 below
+    let q = p + usize::from(s.get(p) == Some(&b' '));
+    let mut i = q;
+    while s.get(i).is_some_and(u8::is_ascii_uppercase) {
+        i += 1;
+    }
+    while s.get(i).is_some_and(u8::is_ascii_lowercase) {
+        i += 1;
+    }
+    if i > q {
+        match s.get(i) {
+            None => return Some(i),
+            Some(&b) if b.is_ascii() && b != b'\'' => return Some(i),
+            _ => {}
+        }
+    }
     let n = s.len();
     // the class of s[i] (END past the text); None as soon as the decision would depend on a
     // non-ASCII character: the caller then asks the regex
@@ -525,6 +609,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn short_memo_remembers_and_forgets_at_the_cap() {
+        let mut m = ShortMemo::default();
+        let key = |i: u64| short_key(&i.to_le_bytes());
+        for i in 0..5000u64 {
+            assert_eq!(m.get(key(i)), None);
+            m.insert(key(i), i as u32);
+        }
+        for i in 0..5000u64 {
+            assert_eq!(m.get(key(i)), Some(i as u32));
+        }
+        assert_eq!(m.get(short_key(b"x")), None);
+        for i in 5000..PIECE_CAP as u64 + 10 {
+            m.insert(key(i), 1);
+        }
+        // emptied once full, then refilled
+        assert!(m.len <= 10 && m.get(key(0)).is_none());
+        assert_eq!(m.get(key(PIECE_CAP as u64 + 9)), Some(1));
     }
 
     #[test]

@@ -79,6 +79,11 @@ fn tiers() -> Vec<Tier> {
 /// Percentiles of single calls (criterion reports means): `calls` timed calls of `f`, each
 /// after an untimed `setup` that returns its input.
 fn pct<T, R>(name: &str, calls: usize, mut setup: impl FnMut() -> T, mut f: impl FnMut(T) -> R) {
+    // `TIERWISE_BENCH_ONLY=NAME`: only the percentile lines whose name contains NAME (to
+    // profile one case)
+    if std::env::var("TIERWISE_BENCH_ONLY").is_ok_and(|only| !name.contains(&only)) {
+        return;
+    }
     let mut t: Vec<f64> = (0..calls)
         .map(|_| {
             let x = setup();
@@ -111,7 +116,14 @@ impl Fresh {
     }
 }
 
-const CALLS: usize = 5000;
+/// Calls per percentile line (`TIERWISE_BENCH_CALLS`, default 5000; fewer for a profiler).
+fn calls() -> usize {
+    std::env::var("TIERWISE_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 5)
+        .unwrap_or(5000)
+}
 
 fn bench(c: &mut Criterion) {
     let file = std::env::var("TIERWISE_BENCH_ROUTER")
@@ -154,22 +166,22 @@ fn bench(c: &mut Criterion) {
     };
     pct(
         "estimate/no-embed",
-        CALLS,
+        calls(),
         || (),
         |()| router.estimate(&view, &signals, &tiers),
     );
     pct(
         "signals+estimate/no-embed/repeat",
-        CALLS,
+        calls(),
         || (),
         |()| decide(&view),
     );
-    pct("signals+estimate/no-embed/fresh", CALLS, new_view, |v| {
+    pct("signals+estimate/no-embed/fresh", calls(), new_view, |v| {
         decide(&v)
     });
     pct(
         "signals+estimate/no-embed/cold",
-        CALLS / 5,
+        calls() / 5,
         cold_view,
         |v| decide(&v),
     );
@@ -202,7 +214,7 @@ fn bench(c: &mut Criterion) {
         if with.model().features.embedding.is_some() {
             pct(
                 "estimate/embed",
-                CALLS,
+                calls(),
                 || (),
                 |()| with.estimate(&view, &signals, &tiers),
             );
@@ -226,11 +238,11 @@ fn signal_benches(
     let new_view = || fresh.borrow_mut().view();
     pct(
         "signals/compute/repeat",
-        CALLS,
+        calls(),
         || (),
         |()| Signals::compute(view, hints),
     );
-    pct("signals/compute/fresh", CALLS, new_view, |v| {
+    pct("signals/compute/fresh", calls(), new_view, |v| {
         Signals::compute(&v, hints)
     });
     let new_text = || {
@@ -240,30 +252,30 @@ fn signal_benches(
             f.next
         })
     };
-    pct("signals/tokens::count/fresh", CALLS, new_text, |t| {
+    pct("signals/tokens::count/fresh", calls(), new_text, |t| {
         tierwise_core::tokens::count(&t)
     });
     pct(
         "signals/code",
-        CALLS,
+        calls(),
         || (),
         |()| tierwise_core::signals::looks_like_code(p),
     );
     pct(
         "signals/math",
-        CALLS,
+        calls(),
         || (),
         |()| tierwise_core::signals::looks_like_math(p),
     );
     pct(
         "signals/hard_domain",
-        CALLS,
+        calls(),
         || (),
         |()| tierwise_core::signals::hard_domain_terms(p),
     );
     pct(
         "signals/language",
-        CALLS,
+        calls(),
         || (),
         |()| tierwise_core::signals::language(p),
     );

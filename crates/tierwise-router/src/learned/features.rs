@@ -534,6 +534,7 @@ impl DistinctCount {
         }
     }
 
+    #[inline]
     fn insert(&mut self, v: u64) {
         if v == 0 {
             self.len += usize::from(!self.zero);
@@ -553,6 +554,7 @@ impl DistinctCount {
     }
 
     /// Puts `v` (not 0) in its slot; false if it was there.
+    #[inline]
     fn place(&mut self, v: u64) -> bool {
         let mask = self.slots.len() - 1;
         // Fibonacci hashing: the product's top bits (FNV's low bits are weak)
@@ -616,7 +618,10 @@ pub fn featurize(
         let mut prev: Option<u64> = None;
         let mut uniq_words =
             DistinctCount::with_capacity(if spec.lexical { text.len() / 8 } else { 0 });
-        let st = scan(text, |h| {
+        // the tokens first (a push per token keeps the scan loop tight), then their uses
+        let mut tokens: Vec<u64> = Vec::with_capacity(text.len() / 2 + 1);
+        let st = scan(text, |h| tokens.push(h));
+        for &h in &tokens {
             if spec.lexical {
                 uniq_words.insert(h);
             }
@@ -628,7 +633,7 @@ pub fn featurize(
                 }
             }
             prev = Some(h);
-        });
+        }
         if spec.lexical {
             let chars = st.chars.max(1) as f32;
             // `text.lines().count()`: the `\n`s, and one more for an unterminated last line
