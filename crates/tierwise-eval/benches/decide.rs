@@ -77,8 +77,8 @@ fn tiers() -> Vec<Tier> {
 }
 
 /// Percentiles of single calls (criterion reports means): `calls` timed calls of `f`, each
-/// after an untimed `setup` that returns its input.
-fn pct<T, R>(name: &str, calls: usize, mut setup: impl FnMut() -> T, mut f: impl FnMut(T) -> R) {
+/// after an untimed `setup` that returns its input (input and output are dropped untimed).
+fn pct<T, R>(name: &str, calls: usize, mut setup: impl FnMut() -> T, mut f: impl FnMut(&T) -> R) {
     // `TIERWISE_BENCH_ONLY=NAME`: only the percentile lines whose name contains NAME (to
     // profile one case)
     if std::env::var("TIERWISE_BENCH_ONLY").is_ok_and(|only| !name.contains(&only)) {
@@ -88,8 +88,10 @@ fn pct<T, R>(name: &str, calls: usize, mut setup: impl FnMut() -> T, mut f: impl
         .map(|_| {
             let x = setup();
             let s = Instant::now();
-            black_box(f(black_box(x)));
-            s.elapsed().as_secs_f64() * 1e6
+            let r = black_box(f(black_box(&x)));
+            let e = s.elapsed().as_secs_f64() * 1e6;
+            drop((r, x));
+            e
         })
         .collect();
     t.sort_by(f64::total_cmp);
@@ -168,22 +170,22 @@ fn bench(c: &mut Criterion) {
         "estimate/no-embed",
         calls(),
         || (),
-        |()| router.estimate(&view, &signals, &tiers),
+        |_| router.estimate(&view, &signals, &tiers),
     );
     pct(
         "signals+estimate/no-embed/repeat",
         calls(),
         || (),
-        |()| decide(&view),
+        |_| decide(&view),
     );
     pct("signals+estimate/no-embed/fresh", calls(), new_view, |v| {
-        decide(&v)
+        decide(v)
     });
     pct(
         "signals+estimate/no-embed/cold",
         calls() / 5,
         cold_view,
-        |v| decide(&v),
+        |v| decide(v),
     );
     g.bench_function("estimate/no-embed", |b| {
         b.iter(|| router.estimate(&view, &signals, &tiers))
@@ -192,10 +194,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| decide(&view))
     });
     g.bench_function("signals+estimate/no-embed/fresh", |b| {
-        b.iter_batched(new_view, |v| decide(&v), BatchSize::SmallInput)
+        b.iter_batched(new_view, |v| (decide(&v), v), BatchSize::SmallInput)
     });
     g.bench_function("signals+estimate/no-embed/cold", |b| {
-        b.iter_batched(cold_view, |v| decide(&v), BatchSize::PerIteration)
+        b.iter_batched(cold_view, |v| (decide(&v), v), BatchSize::PerIteration)
     });
     if std::env::var_os("TIERWISE_BENCH_NO_EMBED").is_some() {
         g.finish();
@@ -216,7 +218,7 @@ fn bench(c: &mut Criterion) {
                 "estimate/embed",
                 calls(),
                 || (),
-                |()| with.estimate(&view, &signals, &tiers),
+                |_| with.estimate(&view, &signals, &tiers),
             );
             g.bench_function("estimate/embed", |b| {
                 b.iter(|| with.estimate(&view, &signals, &tiers))
@@ -240,10 +242,10 @@ fn signal_benches(
         "signals/compute/repeat",
         calls(),
         || (),
-        |()| Signals::compute(view, hints),
+        |_| Signals::compute(view, hints),
     );
     pct("signals/compute/fresh", calls(), new_view, |v| {
-        Signals::compute(&v, hints)
+        Signals::compute(v, hints)
     });
     let new_text = || {
         format!("Request {}: {p}", {
@@ -253,43 +255,43 @@ fn signal_benches(
         })
     };
     pct("signals/tokens::count/fresh", calls(), new_text, |t| {
-        tierwise_core::tokens::count(&t)
+        tierwise_core::tokens::count(t)
     });
     pct(
         "signals/code",
         calls(),
         || (),
-        |()| tierwise_core::signals::looks_like_code(p),
+        |_| tierwise_core::signals::looks_like_code(p),
     );
     pct(
         "signals/math",
         calls(),
         || (),
-        |()| tierwise_core::signals::looks_like_math(p),
+        |_| tierwise_core::signals::looks_like_math(p),
     );
     pct(
         "signals/hard_domain",
         calls(),
         || (),
-        |()| tierwise_core::signals::hard_domain_terms(p),
+        |_| tierwise_core::signals::hard_domain_terms(p),
     );
     pct(
         "signals/language",
         calls(),
         || (),
-        |()| tierwise_core::signals::language(p),
+        |_| tierwise_core::signals::language(p),
     );
     g.bench_function("signals/compute/fresh", |b| {
         b.iter_batched(
             new_view,
-            |v| Signals::compute(&v, hints),
+            |v| (Signals::compute(&v, hints), v),
             BatchSize::SmallInput,
         )
     });
     g.bench_function("signals/tokens::count/fresh", |b| {
         b.iter_batched(
             new_text,
-            |t| tierwise_core::tokens::count(&t),
+            |t| (tierwise_core::tokens::count(&t), t),
             BatchSize::SmallInput,
         )
     });
