@@ -11,9 +11,11 @@
 //! - Without a response (or without usage in it) the call is priced from counted o200k input
 //!   tokens (messages + tool schemas), output 0, and marked estimated.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
-use tierwise_core::cost::{ServiceTier, Usage};
-use tierwise_core::request::RequestView;
+use tierwise_core::cost::{ServiceTier, Usage, UsageFields};
+use tierwise_core::request::{ChatFields, RequestView};
 use tierwise_core::tokens;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -61,21 +63,31 @@ fn time_of(v: &Value) -> Option<i64> {
 /// The top-level fields of a line the audit reads (`None`: absent).
 #[derive(Default)]
 struct Fields {
-    request: Option<Value>,
-    /// Only `model`, `usage`, `service_tier` and `created` of an object response are kept.
-    response: Option<Value>,
+    request: Option<Request>,
+    /// What the audit reads from the response; `None` when absent or `null`.
+    response: Option<Resp>,
     timestamp: Option<Value>,
     metadata: Option<Value>,
     usage_estimated: Option<Value>,
 }
 
-/// The fields, read without building the parts the audit does not use (the response's
-/// answer, unknown keys): those are still fully checked — [`Skip`] visits every string and
-/// number as a `Value` parse would — but not stored. `None` when the line is not a JSON object
-/// (or has a non-object, non-null response): the caller then takes the `Value` path, so errors
-/// read exactly as before.
-/// The line is checked as UTF-8 once, up front (then parsed as a `str`, so strings are not
-/// re-checked one by one); a line that is not UTF-8 takes the `Value` path.
+/// A line's `request`.
+enum Request {
+    /// As a `Value` (the reference path, and a `null` request).
+    Body(Value),
+    /// A chat completions body (it has `messages`) read as the fields its view is built from,
+    /// and its `service_tier`; its other keys are checked like any value and dropped.
+    Chat(Box<ChatFields>, Option<Value>),
+}
+
+/// The fields, read without building the parts the audit does not use: a chat request is read
+/// as the fields its view is built from ([`Request::Chat`], no `Value` for the body), a
+/// response as the numbers and names the audit reads ([`Resp`]), and unknown keys and the
+/// response's answer are checked — [`Skip`] visits every string and number as a `Value` parse
+/// would — but not stored. The line is checked as UTF-8 once, up front (then parsed as a
+/// `str`). `None` when the line is not UTF-8 or not a JSON object, or has a request, response
+/// or usage of another shape (a Responses API body, a non-object response, …): the caller
+/// then takes the `Value` path, so results and errors read exactly as there.
 fn fields_fast(line: &[u8]) -> Option<Fields> {
     let text = std::str::from_utf8(line).ok()?;
     serde_json::from_str::<FieldsSeed>(text).ok().map(|f| f.0)
@@ -86,8 +98,8 @@ fn fields_slow(line: &[u8]) -> Result<Fields, String> {
     let mut v: Value = serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}"))?;
     let obj = v.as_object_mut().ok_or("not a JSON object")?;
     Ok(Fields {
-        request: obj.remove("request"),
-        response: obj.remove("response"),
+        request: obj.remove("request").map(Request::Body),
+        response: obj.remove("response").and_then(Resp::of),
         timestamp: obj.remove("timestamp"),
         metadata: obj.remove("metadata"),
         usage_estimated: obj.remove("usage_estimated"),
@@ -116,8 +128,8 @@ impl<'de> serde::de::Visitor<'de> for FieldsVisitor {
         // duplicate keys: the last wins, as in a `Value` map
         while let Some(key) = map.next_key::<Key>()? {
             match key {
-                Key::Request => f.request = Some(map.next_value()?),
-                Key::Response => f.response = Some(map.next_value::<LiteResponse>()?.0),
+                Key::Request => f.request = Some(map.next_value::<LiteRequest>()?.0),
+                Key::Response => f.response = map.next_value::<LiteResponse>()?.0,
                 Key::Timestamp => f.timestamp = Some(map.next_value()?),
                 Key::Metadata => f.metadata = Some(map.next_value()?),
                 Key::UsageEstimated => f.usage_estimated = Some(map.next_value()?),
@@ -162,9 +174,104 @@ impl<'de> serde::Deserialize<'de> for Key {
     }
 }
 
-/// A response: `null`, or an object of which `model`, `usage`, `service_tier`, `created` are
-/// kept. Anything else is an error (the caller falls back to the `Value` path).
-struct LiteResponse(Value);
+/// A request: `null`, or a chat completions body (an object with `messages`) read as
+/// [`Request::Chat`]. Anything else is an error (the caller falls back to the `Value` path;
+/// Responses API bodies take that path).
+struct LiteRequest(Request);
+
+impl<'de> serde::Deserialize<'de> for LiteRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LiteRequest;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a chat completions body or null")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<LiteRequest, E> {
+                Ok(LiteRequest(Request::Body(Value::Null)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<LiteRequest, A::Error> {
+                let mut chat = ChatFields::default();
+                let mut tier = None;
+                // duplicate keys: the last wins, as in a `Value` map
+                while let Some(KeyText(key)) = map.next_key::<KeyText>()? {
+                    if let Some(slot) = chat.slot(&key) {
+                        *slot = Some(map.next_value()?);
+                    } else if key == "service_tier" {
+                        tier = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<Skip>()?;
+                    }
+                }
+                if chat.messages.is_none() {
+                    return Err(serde::de::Error::custom("not a chat completions body"));
+                }
+                Ok(LiteRequest(Request::Chat(Box::new(chat), tier)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A key, decoded like a `Value` map's key; borrowed from the line when it has no escapes.
+struct KeyText<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for KeyText<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = KeyText<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, k: &'de str) -> Result<KeyText<'de>, E> {
+                Ok(KeyText(Cow::Borrowed(k)))
+            }
+            fn visit_str<E>(self, k: &str) -> Result<KeyText<'de>, E> {
+                Ok(KeyText(Cow::Owned(k.to_string())))
+            }
+            fn visit_string<E>(self, k: String) -> Result<KeyText<'de>, E> {
+                Ok(KeyText(Cow::Owned(k)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// What the audit reads from a response object: its `model`, `service_tier`, `created` and
+/// the numbers of its `usage` (`None`: absent).
+#[derive(Default)]
+struct Resp {
+    model: Option<Value>,
+    service_tier: Option<Value>,
+    created: Option<Value>,
+    usage: Option<UsageFields>,
+}
+
+impl Resp {
+    /// From a response `Value`: `None` for `null`; a non-object has none of the fields.
+    fn of(mut v: Value) -> Option<Resp> {
+        if v.is_null() {
+            return None;
+        }
+        let Some(obj) = v.as_object_mut() else {
+            return Some(Resp::default());
+        };
+        Some(Resp {
+            model: obj.remove("model"),
+            service_tier: obj.remove("service_tier"),
+            created: obj.remove("created"),
+            usage: obj.get("usage").map(UsageFields::of),
+        })
+    }
+}
+
+/// A response: `null` (`None`) or an object read as [`Resp`], its other keys checked by
+/// [`Skip`] and dropped. Anything else is an error (the caller falls back to the `Value` path).
+struct LiteResponse(Option<Resp>);
 
 impl<'de> serde::Deserialize<'de> for LiteResponse {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -175,24 +282,178 @@ impl<'de> serde::Deserialize<'de> for LiteResponse {
                 f.write_str("an object or null")
             }
             fn visit_unit<E: serde::de::Error>(self) -> Result<LiteResponse, E> {
-                Ok(LiteResponse(Value::Null))
+                Ok(LiteResponse(None))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
             ) -> Result<LiteResponse, A::Error> {
-                let mut kept = Map::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if matches!(key.as_str(), "model" | "usage" | "service_tier" | "created") {
-                        kept.insert(key, map.next_value()?);
+                let mut r = Resp::default();
+                // duplicate keys: the last wins, as in a `Value` map
+                while let Some(KeyText(key)) = map.next_key::<KeyText>()? {
+                    match &*key {
+                        "model" => r.model = Some(map.next_value()?),
+                        "service_tier" => r.service_tier = Some(map.next_value()?),
+                        "created" => r.created = Some(map.next_value()?),
+                        "usage" => r.usage = Some(map.next_value::<LiteUsage>()?.0),
+                        _ => {
+                            map.next_value::<Skip>()?;
+                        }
+                    }
+                }
+                Ok(LiteResponse(Some(r)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A `usage` object read as [`UsageFields`] (what `UsageFields::of` reads from its `Value`),
+/// the rest checked by [`Skip`]. A non-object is an error (the caller falls back).
+struct LiteUsage(UsageFields);
+
+impl<'de> serde::Deserialize<'de> for LiteUsage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = LiteUsage;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a usage object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<LiteUsage, A::Error> {
+                let mut u = UsageFields::default();
+                while let Some(KeyText(key)) = map.next_key::<KeyText>()? {
+                    let count = |map: &mut A| map.next_value::<Count>().map(|c| Some(c.0));
+                    let detail = |map: &mut A, k: &'static str| {
+                        map.next_value_seed(Detail(k)).map(|c| c.and_then(|c| c.0))
+                    };
+                    match &*key {
+                        "prompt_tokens" => u.prompt_tokens = count(&mut map)?,
+                        "completion_tokens" => u.completion_tokens = count(&mut map)?,
+                        "input_tokens" => u.input_tokens = count(&mut map)?,
+                        "output_tokens" => u.output_tokens = count(&mut map)?,
+                        "prompt_tokens_details" => {
+                            u.prompt_cached = detail(&mut map, "cached_tokens")?;
+                        }
+                        "completion_tokens_details" => {
+                            u.completion_reasoning = detail(&mut map, "reasoning_tokens")?;
+                        }
+                        "input_tokens_details" => {
+                            u.input_cached = detail(&mut map, "cached_tokens")?;
+                        }
+                        "output_tokens_details" => {
+                            u.output_reasoning = detail(&mut map, "reasoning_tokens")?;
+                        }
+                        _ => {
+                            map.next_value::<Skip>()?;
+                        }
+                    }
+                }
+                Ok(LiteUsage(u))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Any JSON value, checked like [`Skip`]: `Some(n)` for a non-negative integer (what
+/// `Value::as_u64` gives), else `None`.
+struct Count(Option<u64>);
+
+impl<'de> serde::Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Count, E> {
+                Ok(Count(Some(n)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Count, E> {
+                Ok(Count(u64::try_from(n).ok()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_unit<E>(self) -> Result<Count, E> {
+                Ok(Count(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Count, A::Error> {
+                SkipVisitor.visit_seq(seq).map(|_| Count(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Count, A::Error> {
+                SkipVisitor.visit_map(map).map(|_| Count(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A `*_tokens_details` value: the [`Count`] of its key `.0` when it is an object that has it
+/// (the last one when repeated), else `None`; everything checked like [`Skip`].
+struct Detail(&'static str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Detail {
+    type Value = Option<Count>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<Count>, D::Error> {
+        struct V(&'static str);
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Option<Count>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Option<Count>, A::Error> {
+                let mut found = None;
+                while let Some(KeyText(key)) = map.next_key::<KeyText>()? {
+                    if key == self.0 {
+                        found = Some(map.next_value::<Count>()?);
                     } else {
                         map.next_value::<Skip>()?;
                     }
                 }
-                Ok(LiteResponse(Value::Object(kept)))
+                Ok(found)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Option<Count>, E> {
+                Ok(None)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Option<Count>, E> {
+                Ok(None)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Option<Count>, E> {
+                Ok(None)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Option<Count>, E> {
+                Ok(None)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Option<Count>, E> {
+                Ok(None)
+            }
+            fn visit_unit<E>(self) -> Result<Option<Count>, E> {
+                Ok(None)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Option<Count>, A::Error> {
+                SkipVisitor.visit_seq(seq).map(|_| None)
             }
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(self.0))
     }
 }
 
@@ -254,21 +515,44 @@ pub fn parse_line(line: &[u8]) -> Result<Call, String> {
 }
 
 fn from_fields(f: Fields) -> Result<Call, String> {
-    let response = f.response.filter(|r| !r.is_null());
-    let has_content = f.request.as_ref().is_some_and(|r| !r.is_null());
+    let response = f.response;
+    let line_meta = match f.metadata {
+        Some(Value::Object(m)) if !m.is_empty() => Some(m),
+        _ => None,
+    };
     let mut request = match f.request {
+        Some(Request::Chat(mut chat, tier)) => {
+            if let Some(m) = line_meta {
+                merge_into(&mut chat.metadata, m);
+            }
+            let view = RequestView::chat_fields(*chat).map_err(|e| format!("request: {e}"))?;
+            let request_tier = tier.as_ref().and_then(Value::as_str).map(str::to_string);
+            return finish(
+                view,
+                true,
+                request_tier,
+                response,
+                f.timestamp,
+                f.usage_estimated,
+            );
+        }
+        Some(Request::Body(r)) => Some(r),
+        None => None,
+    };
+    let has_content = request.as_ref().is_some_and(|r| !r.is_null());
+    let mut request = match request.take() {
         Some(r @ Value::Object(_)) => r,
         Some(Value::Null) | None => {
             // Only the response was logged (e.g. a request log without bodies): usage and
             // model must be there.
             let has_usage = response
                 .as_ref()
-                .and_then(|r| r.get("usage"))
-                .and_then(Usage::from_openai)
+                .and_then(|r| r.usage.as_ref())
+                .and_then(Usage::from_fields)
                 .is_some();
             let model = response
                 .as_ref()
-                .and_then(|r| r.get("model"))
+                .and_then(|r| r.model.as_ref())
                 .and_then(Value::as_str);
             match (has_usage, model) {
                 (true, Some(m)) => serde_json::json!({"model": m, "messages": []}),
@@ -281,15 +565,15 @@ fn from_fields(f: Fields) -> Result<Call, String> {
         }
         Some(_) => return Err("`request` is not an object".to_string()),
     };
-    if let Some(Value::Object(line_meta)) = f.metadata {
-        merge_metadata(&mut request, line_meta);
+    if let Some(m) = line_meta
+        && let Some(req) = request.as_object_mut()
+    {
+        let mut slot = req.remove("metadata");
+        merge_into(&mut slot, m);
+        if let Some(v) = slot {
+            req.insert("metadata".to_string(), v);
+        }
     }
-    let ts_ms = f.timestamp.as_ref().and_then(time_of).or_else(|| {
-        response
-            .as_ref()
-            .and_then(|r| r.get("created"))
-            .and_then(time_of)
-    });
     let is_responses = request.get("messages").is_none() && request.get("input").is_some();
     let request_tier: Option<String> = request
         .get("service_tier")
@@ -304,14 +588,38 @@ fn from_fields(f: Fields) -> Result<Call, String> {
         RequestView::chat_owned(request)
     }
     .map_err(|e| format!("request: {e}"))?;
-    let marked_estimated = f
-        .usage_estimated
+    finish(
+        view,
+        has_content,
+        request_tier,
+        response,
+        f.timestamp,
+        f.usage_estimated,
+    )
+}
+
+/// The call, from its view and the rest of the line.
+fn finish(
+    view: RequestView,
+    has_content: bool,
+    request_tier: Option<String>,
+    response: Option<Resp>,
+    timestamp: Option<Value>,
+    usage_estimated: Option<Value>,
+) -> Result<Call, String> {
+    let ts_ms = timestamp.as_ref().and_then(time_of).or_else(|| {
+        response
+            .as_ref()
+            .and_then(|r| r.created.as_ref())
+            .and_then(time_of)
+    });
+    let marked_estimated = usage_estimated
         .as_ref()
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let served = response
         .as_ref()
-        .and_then(|r| r.get("model"))
+        .and_then(|r| r.model.as_ref())
         .and_then(Value::as_str)
         .filter(|m| !m.is_empty());
     let model = served
@@ -319,14 +627,14 @@ fn from_fields(f: Fields) -> Result<Call, String> {
         .unwrap_or_else(|| view.model.clone());
     let tier_field = response
         .as_ref()
-        .and_then(|r| r.get("service_tier"))
+        .and_then(|r| r.service_tier.as_ref())
         .and_then(Value::as_str)
         .or(request_tier.as_deref());
     let service_tier = ServiceTier::from_response(tier_field);
     let logged = response
         .as_ref()
-        .and_then(|r| r.get("usage"))
-        .and_then(Usage::from_openai);
+        .and_then(|r| r.usage.as_ref())
+        .and_then(Usage::from_fields);
     let (usage, estimated) = match logged {
         Some(u) => (u, marked_estimated),
         None => {
@@ -370,20 +678,13 @@ fn empty_view(request: &Value) -> Result<RequestView, tierwise_core::request::Re
     })
 }
 
-fn merge_metadata(request: &mut Value, line_meta: Map<String, Value>) {
-    if line_meta.is_empty() {
-        return;
+/// Line-level metadata over a request's `metadata` slot (line keys win; a missing or
+/// non-object slot becomes an object).
+fn merge_into(slot: &mut Option<Value>, line_meta: Map<String, Value>) {
+    if !matches!(slot, Some(Value::Object(_))) {
+        *slot = Some(Value::Object(Map::new()));
     }
-    let Some(req) = request.as_object_mut() else {
-        return;
-    };
-    let slot = req
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !slot.is_object() {
-        *slot = Value::Object(Map::new());
-    }
-    if let Value::Object(m) = slot {
+    if let Some(Value::Object(m)) = slot {
         for (k, v) in line_meta {
             m.insert(k, v);
         }
@@ -451,7 +752,7 @@ mod tests {
         .unwrap();
         let lines: Vec<&str> = text.lines().step_by(7).collect();
         assert!(lines.len() > 300);
-        let odd: [&[u8]; 12] = [
+        let odd: [&[u8]; 32] = [
             br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"model": "m", "choices": [{"message": {"content": "bad \ud800 surrogate"}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}}"#,
             br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"model": "m", "logprob": 1e999, "usage": {"prompt_tokens": 1}}}"#,
             br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "extra": {"x": [1, 2, {"y": "\u00e9"}]}, "response": "text"}"#,
@@ -464,6 +765,26 @@ mod tests {
             b"[1, 2]",
             b"{\"request\": 1}",
             b"",
+            br#"{"request": {"model": "m", "messages": "x", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.2, "user": "bad \ud800"}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "metadata": "x", "service_tier": 3}, "metadata": {"category": "chat"}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "metadata": {"a": "1", "category": "x"}, "service_tier": "flex"}, "metadata": {"category": "chat"}, "response": {"usage": {"prompt_tokens": 5}}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "metadata": {"a": "1"}}, "metadata": {}}"#,
+            br#"{"request": {"model": "m", "messages": null}}"#,
+            br#"{"request": {"model": 5, "messages": [{"role": "user", "content": "hi"}]}}"#,
+            br#"{"request": {"model": "m", "messages": [], "tools": 3}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "auto", "stream": true, "response_format": {"type": "json_object"}}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}}"#,
+            br#"{"request": {"model": "m", "input": "hi", "messages": [{"role": "user", "content": "hi"}]}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "request": {"model": "n", "messages": [{"role": "user", "content": "yo"}]}}"#,
+            "{\"request\": {\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"caf\u{e9}\"}]}, \"x\": \"\u{e9}\"}".as_bytes(),
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"model": "r", "usage": {"prompt_tokens": 50, "completion_tokens": 7.5, "prompt_tokens_details": {"cached_tokens": 40, "cached_tokens": 20}, "prompt_tokens_details": {"x": [1, {"y": null}], "cached_tokens": 30}, "completion_tokens_details": 4}}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"usage": {"prompt_tokens": -5, "completion_tokens": 2}}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"usage": {"prompt_tokens": null, "input_tokens": 4}}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"usage": {"input_tokens": 9, "output_tokens": "3", "input_tokens_details": {"cached_tokens": 8}, "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 12}}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"usage": {"prompt_tokens": 9, "completion_tokens": 4, "completion_tokens_details": {"reasoning_tokens": 9}}, "usage": {"prompt_tokens": 7, "completion_tokens": [1]}}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"usage": null, "model": 5, "service_tier": "batch", "created": 1.7e9}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"usage": 12, "model": "r"}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"usage": {"prompt_tokens": 18446744073709551616, "completion_tokens": 1}}}"#,
         ];
         for line in lines.iter().map(|l| l.as_bytes()).chain(odd) {
             assert_eq!(

@@ -31,26 +31,30 @@ impl Usage {
     /// Reads a `usage` object of the chat completions API (`prompt_tokens`, …) or of the
     /// Responses API (`input_tokens`, …). `None` when it has neither shape.
     pub fn from_openai(usage: &Value) -> Option<Usage> {
-        let num = |v: Option<&Value>| v.and_then(Value::as_u64);
-        let (input, output, in_details, out_details) = if usage.get("prompt_tokens").is_some() {
+        Usage::from_fields(&UsageFields::of(usage))
+    }
+
+    /// [`Usage::from_openai`] of the usage object whose numbers are `f`.
+    pub fn from_fields(f: &UsageFields) -> Option<Usage> {
+        let (input, output, cached, reasoning) = if let Some(p) = f.prompt_tokens {
             (
-                num(usage.get("prompt_tokens"))?,
-                num(usage.get("completion_tokens")).unwrap_or(0),
-                usage.get("prompt_tokens_details"),
-                usage.get("completion_tokens_details"),
+                p?,
+                f.completion_tokens.flatten().unwrap_or(0),
+                f.prompt_cached,
+                f.completion_reasoning,
             )
-        } else if usage.get("input_tokens").is_some() {
+        } else if let Some(i) = f.input_tokens {
             (
-                num(usage.get("input_tokens"))?,
-                num(usage.get("output_tokens")).unwrap_or(0),
-                usage.get("input_tokens_details"),
-                usage.get("output_tokens_details"),
+                i?,
+                f.output_tokens.flatten().unwrap_or(0),
+                f.input_cached,
+                f.output_reasoning,
             )
         } else {
             return None;
         };
-        let cached = num(in_details.and_then(|d| d.get("cached_tokens"))).unwrap_or(0);
-        let reasoning = num(out_details.and_then(|d| d.get("reasoning_tokens"))).unwrap_or(0);
+        let cached = cached.unwrap_or(0);
+        let reasoning = reasoning.unwrap_or(0);
         Some(Usage {
             input_tokens: input,
             cached_tokens: cached.min(input),
@@ -69,6 +73,40 @@ impl Usage {
         self.cached_tokens += other.cached_tokens;
         self.output_tokens += other.output_tokens;
         self.reasoning_tokens += other.reasoning_tokens;
+    }
+}
+
+/// The numbers [`Usage::from_openai`] reads from a `usage` object, for a caller that reads
+/// them itself (the audit's log reader): a token count is `None` when its key is absent and
+/// `Some(None)` when its value is not a non-negative integer; a details count (e.g.
+/// `prompt_tokens_details.cached_tokens`) is `None` when absent or not such an integer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageFields {
+    pub prompt_tokens: Option<Option<u64>>,
+    pub completion_tokens: Option<Option<u64>>,
+    pub input_tokens: Option<Option<u64>>,
+    pub output_tokens: Option<Option<u64>>,
+    pub prompt_cached: Option<u64>,
+    pub completion_reasoning: Option<u64>,
+    pub input_cached: Option<u64>,
+    pub output_reasoning: Option<u64>,
+}
+
+impl UsageFields {
+    /// The numbers of a `usage` object.
+    pub fn of(usage: &Value) -> UsageFields {
+        let num = |k: &str| usage.get(k).map(Value::as_u64);
+        let detail = |d: &str, k: &str| usage.get(d).and_then(|d| d.get(k)).and_then(Value::as_u64);
+        UsageFields {
+            prompt_tokens: num("prompt_tokens"),
+            completion_tokens: num("completion_tokens"),
+            input_tokens: num("input_tokens"),
+            output_tokens: num("output_tokens"),
+            prompt_cached: detail("prompt_tokens_details", "cached_tokens"),
+            completion_reasoning: detail("completion_tokens_details", "reasoning_tokens"),
+            input_cached: detail("input_tokens_details", "cached_tokens"),
+            output_reasoning: detail("output_tokens_details", "reasoning_tokens"),
+        }
     }
 }
 

@@ -37,6 +37,49 @@ pub struct RequestView {
     pub tool_choice: Option<Value>,
 }
 
+/// The top-level fields of a chat completions body that [`RequestView::chat`] reads (`None`:
+/// absent), for [`RequestView::chat_fields`]. Other fields play no part in the view.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatFields {
+    pub model: Option<Value>,
+    pub messages: Option<Value>,
+    pub stream: Option<Value>,
+    pub tools: Option<Value>,
+    pub response_format: Option<Value>,
+    pub metadata: Option<Value>,
+    pub tool_choice: Option<Value>,
+}
+
+impl ChatFields {
+    /// The field named `key` (a body's top-level key), if it is one of these and present.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match key {
+            "model" => self.model.as_ref(),
+            "messages" => self.messages.as_ref(),
+            "stream" => self.stream.as_ref(),
+            "tools" => self.tools.as_ref(),
+            "response_format" => self.response_format.as_ref(),
+            "metadata" => self.metadata.as_ref(),
+            "tool_choice" => self.tool_choice.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The slot of the field named `key`, if it is one of these.
+    pub fn slot(&mut self, key: &str) -> Option<&mut Option<Value>> {
+        Some(match key {
+            "model" => &mut self.model,
+            "messages" => &mut self.messages,
+            "stream" => &mut self.stream,
+            "tools" => &mut self.tools,
+            "response_format" => &mut self.response_format,
+            "metadata" => &mut self.metadata,
+            "tool_choice" => &mut self.tool_choice,
+            _ => return None,
+        })
+    }
+}
+
 /// A client error in the request body, in OpenAI's terms.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
@@ -100,17 +143,38 @@ impl RequestView {
         Ok(view)
     }
 
+    /// [`RequestView::chat`] of a body given as its fields (e.g. by a parser that reads a log
+    /// line without building the body): the same view, checks and errors as for the body
+    /// holding these fields, with `messages` and `tools` moved into the view.
+    pub fn chat_fields(mut f: ChatFields) -> Result<RequestView, RequestError> {
+        let mut view = Self::chat_checked_by(|k| f.get(k))?;
+        if let Some(Value::Array(a)) = f.messages.as_mut() {
+            view.messages = std::mem::take(a);
+        }
+        if let Some(Value::Array(a)) = f.tools.as_mut() {
+            view.tools = std::mem::take(a);
+        }
+        Ok(view)
+    }
+
     /// Everything of [`RequestView::chat`] but copying `messages` and `tools` (left empty).
     fn chat_checked(body: &Value) -> Result<RequestView, RequestError> {
         let obj = body
             .as_object()
             .ok_or_else(|| RequestError::invalid_type("body", "a JSON object"))?;
-        let model = match obj.get("model") {
+        Self::chat_checked_by(|k| obj.get(k))
+    }
+
+    /// [`RequestView::chat_checked`] of the body whose top-level fields `get` reads.
+    fn chat_checked_by<'a>(
+        get: impl Fn(&str) -> Option<&'a Value>,
+    ) -> Result<RequestView, RequestError> {
+        let model = match get("model") {
             None => return Err(RequestError::missing("model")),
             Some(Value::String(s)) => s.clone(),
             Some(_) => return Err(RequestError::invalid_type("model", "a string")),
         };
-        let messages = match obj.get("messages") {
+        let messages = match get("messages") {
             None => return Err(RequestError::missing("messages")),
             Some(Value::Array(a)) => a,
             Some(_) => return Err(RequestError::invalid_type("messages", "an array")),
@@ -174,21 +238,20 @@ impl RequestView {
                 tool_calls,
             });
         }
-        let stream = match obj.get("stream") {
+        let stream = match get("stream") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(RequestError::invalid_type("stream", "a boolean")),
         };
-        match obj.get("tools") {
+        match get("tools") {
             None | Some(Value::Null) | Some(Value::Array(_)) => {}
             Some(_) => return Err(RequestError::invalid_type("tools", "an array")),
         }
-        let structured_output = obj
-            .get("response_format")
+        let structured_output = get("response_format")
             .and_then(|f| f.get("type"))
             .and_then(Value::as_str)
             .is_some_and(|t| t == "json_schema" || t == "json_object");
-        let metadata = metadata_of(obj)?;
+        let metadata = metadata_in(get("metadata"))?;
         Ok(RequestView {
             api: Api::ChatCompletions,
             model,
@@ -198,7 +261,7 @@ impl RequestView {
             tools: Vec::new(),
             structured_output,
             metadata,
-            tool_choice: obj.get("tool_choice").cloned(),
+            tool_choice: get("tool_choice").cloned(),
         })
     }
 
@@ -318,7 +381,11 @@ impl RequestView {
 }
 
 fn metadata_of(obj: &Map<String, Value>) -> Result<Option<Map<String, Value>>, RequestError> {
-    match obj.get("metadata") {
+    metadata_in(obj.get("metadata"))
+}
+
+fn metadata_in(metadata: Option<&Value>) -> Result<Option<Map<String, Value>>, RequestError> {
+    match metadata {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(m)) => Ok(Some(m.clone())),
         Some(_) => Err(RequestError::invalid_type("metadata", "an object")),
@@ -371,6 +438,32 @@ mod tests {
                 RequestView::chat(&b),
                 "{b}"
             );
+        }
+    }
+
+    #[test]
+    fn chat_fields_is_chat() {
+        let bodies = [
+            json!({"model": "auto", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "auto", "metadata": {"a": "b"},
+                "stream": true, "response_format": {"type": "json_schema"}, "temperature": 0}),
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "tools": null}),
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "tools": 3}),
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "metadata": 3}),
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "stream": "no"}),
+            json!({"model": "auto", "messages": []}),
+            json!({"model": "auto", "messages": [{"role": "wizard", "content": "hi"}]}),
+            json!({"model": 1, "messages": [{"role": "user", "content": "hi"}]}),
+            json!({"messages": [{"role": "user", "content": "hi"}]}),
+        ];
+        for b in bodies {
+            let mut f = ChatFields::default();
+            for (k, v) in b.as_object().unwrap() {
+                if let Some(slot) = f.slot(k) {
+                    *slot = Some(v.clone());
+                }
+            }
+            assert_eq!(RequestView::chat_fields(f), RequestView::chat(&b), "{b}");
         }
     }
 
