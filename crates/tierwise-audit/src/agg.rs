@@ -3,10 +3,76 @@
 //! (no rounding happens in `tierwise_core::cost`), at a fraction of the work.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 use tierwise_core::cost::{ServiceTier, Usage};
+
+/// The hasher of the audit's in-memory tables (per-call bucket sums, name interning, memos):
+/// FxHash's multiply-rotate mix. Keys are short model names, small tuples and content hashes;
+/// the default SipHash cost more than the additions it guards. (Not a defence against
+/// crafted collisions; none is needed for an offline report over the caller's own logs.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FastHasher(u64);
+
+impl FastHasher {
+    #[inline]
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.mix(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(w));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.mix(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.mix(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.mix(n);
+    }
+
+    #[inline]
+    fn write_u128(&mut self, n: u128) {
+        self.mix(n as u64);
+        self.mix((n >> 64) as u64);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` with [`FastHasher`].
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
 /// Requests and token sums.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,11 +100,11 @@ pub type ModelKey = (Name, ServiceTier);
 
 /// Sums per key.
 #[derive(Debug, Clone)]
-pub struct Buckets<K: Eq + Hash>(pub HashMap<K, Acc>);
+pub struct Buckets<K: Eq + Hash>(pub FastMap<K, Acc>);
 
 impl<K: Eq + Hash> Default for Buckets<K> {
     fn default() -> Self {
-        Buckets(HashMap::new())
+        Buckets(FastMap::default())
     }
 }
 
@@ -85,9 +151,9 @@ pub struct ShapeEntry {
     /// Upper bound of spend this entry may have missed (it was not tracked from the start).
     pub rank_error: f64,
     pub spend: Buckets<ModelKey>,
-    pub categories: HashMap<Name, u64>,
+    pub categories: FastMap<Name, u64>,
     /// Routed tier index → calls (`usize::MAX`: outside the ladder).
-    pub routed: HashMap<usize, u64>,
+    pub routed: FastMap<usize, u64>,
     /// Longest cacheable prefix seen with static content first, tokens.
     pub cacheable_tokens: u32,
 }
@@ -99,7 +165,7 @@ pub struct ShapeEntry {
 pub struct ShapeTable {
     cap: usize,
     floor: f64,
-    pub entries: HashMap<u64, ShapeEntry>,
+    pub entries: FastMap<u64, ShapeEntry>,
 }
 
 impl ShapeTable {
@@ -107,7 +173,7 @@ impl ShapeTable {
         ShapeTable {
             cap: cap.max(1),
             floor: 0.0,
-            entries: HashMap::new(),
+            entries: FastMap::default(),
         }
     }
 

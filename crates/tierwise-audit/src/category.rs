@@ -30,12 +30,13 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use regex::Regex;
 use tierwise_core::request::RequestView;
 use tierwise_core::signals::{Hints, Signals, looks_like_code};
+
+use crate::agg::FastMap;
 
 /// The built-in categories, in report order.
 pub const CATEGORIES: &[&str] = &[
@@ -204,7 +205,7 @@ fn task_in(p: &Patterns, text: &str, structured_output: bool) -> Option<&'static
 /// the answer is remembered per thread (by a hash of the text), in bounded memory.
 fn system_task(p: &Patterns, text: &str, structured: bool) -> Option<&'static str> {
     thread_local! {
-        static MEMO: RefCell<HashMap<(u64, bool), Option<&'static str>>> = RefCell::new(HashMap::new());
+        static MEMO: RefCell<FastMap<(u64, bool), Option<&'static str>>> = RefCell::new(FastMap::default());
     }
     let compute = || {
         if any_match(&p.code_role, text) {

@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +26,7 @@ use tierwise_core::signals::{Hints, Signals};
 use tierwise_router::{Policy, decide};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::agg::{Buckets, CacheAcc, ModelKey, Name, ShapeTable};
+use crate::agg::{Buckets, CacheAcc, FastMap, ModelKey, Name, ShapeTable};
 use crate::cache_sim::CacheSim;
 use crate::call::{Call, parse_line};
 use crate::category::categorize;
@@ -138,7 +138,7 @@ pub struct Totals {
     /// Flagship (top tier) calls by (category, routed tier index) at their served model.
     pub flagship: Buckets<(Name, usize, Name, ServiceTier)>,
     /// Routed tier index by category, calls (`usize::MAX`: outside the ladder).
-    pub routed: HashMap<(Name, usize), u64>,
+    pub routed: FastMap<(Name, usize), u64>,
     pub route_errors: u64,
     pub deferrable: u64,
     pub cache_shares: CacheAcc,
@@ -284,8 +284,8 @@ struct Worker<'a> {
     policy: &'a Policy,
     options: &'a Options,
     memo: ToolMemo,
-    names: HashMap<String, Name>,
-    rank: HashMap<Name, Option<[f64; 3]>>,
+    names: FastMap<String, Name>,
+    rank: FastMap<Name, Option<[f64; 3]>>,
     totals: Totals,
     top: usize,
 }
@@ -316,8 +316,8 @@ impl<'a> Worker<'a> {
             policy,
             options,
             memo: ToolMemo::default(),
-            names: HashMap::new(),
-            rank: HashMap::new(),
+            names: FastMap::default(),
+            rank: FastMap::default(),
             totals: Totals {
                 shapes: Some(ShapeTable::new(options.shape_cap)),
                 ..Totals::default()

@@ -10,7 +10,6 @@
 //! - **static first**: tools in a canonical order (by name), then every system/developer
 //!   message, then the rest of the conversation in order — what tierwise's shaping would send.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -19,6 +18,8 @@ use tierwise_core::request::RequestView;
 use tierwise_core::tokens;
 use tierwise_tools::{Policy as ToolPolicy, ToolIndex};
 use xxhash_rust::xxh3::Xxh3;
+
+use crate::agg::FastMap;
 
 /// The provider caches prompts of at least this many tokens …
 pub const CACHE_MIN_TOKENS: u32 = 1024;
@@ -120,9 +121,9 @@ fn tool_name(t: &Value) -> &str {
 /// hash of the message (system prompts and shared turns repeat).
 #[derive(Default)]
 pub struct ToolMemo {
-    tokens: HashMap<u64, u32>,
-    indexes: HashMap<u64, Arc<ToolIndex>>,
-    messages: HashMap<u128, u32>,
+    tokens: FastMap<u64, u32>,
+    indexes: FastMap<u64, Arc<ToolIndex>>,
+    messages: FastMap<u128, u32>,
 }
 
 impl std::fmt::Debug for ToolMemo {
