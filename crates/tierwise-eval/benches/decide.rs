@@ -38,6 +38,11 @@ use tierwise_core::signals::{Hints, Signals};
 use tierwise_router::QualityEstimator;
 use tierwise_router::learned::LearnedRouter;
 
+/// The allocator the `tierwise` binary (gateway and audit) runs with, so the figures are the
+/// product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
