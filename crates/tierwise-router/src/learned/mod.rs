@@ -228,11 +228,9 @@ impl crate::QualityEstimator for LearnedRouter {
     /// not trained on), else [`Self::name`].
     fn name_for(&self, tiers: &[Tier]) -> &str {
         let m = self.model();
-        let unseen = tiers.is_empty()
-            || tiers
-                .iter()
-                .any(|t| !m.abilities.contains_key(t.model.as_str()));
-        if m.transfer.is_some() && unseen {
+        let models: Vec<&str> = tiers.iter().map(|t| t.model.as_str()).collect();
+        // the same test `Model::ladder_estimates` uses to pick the head
+        if m.transfer.is_some() && !m.knows(&models) {
             "transfer gain"
         } else {
             self.name()
