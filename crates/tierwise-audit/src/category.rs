@@ -32,7 +32,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use tierwise_core::request::RequestView;
 use tierwise_core::signals::{Hints, Signals, looks_like_code};
 
@@ -96,12 +96,89 @@ struct Patterns {
     code_def: Regex,
     latex: Regex,
     science: Regex,
+    /// The patterns [`categorize`] checks on the last user turn ([`U`] order), in one pass.
+    user: RegexSet,
+}
+
+/// The patterns checked on the last user turn, in [`Patterns::user`] order.
+#[derive(Clone, Copy)]
+enum U {
+    Summarize,
+    Extract,
+    Classify,
+    Write,
+    CodeAsk,
+    WordProblem,
+    NumberWord,
+    Puzzle,
+    CodeDef,
+    Latex,
+    Science,
+}
+
+impl Patterns {
+    fn regex(&self, u: U) -> &Regex {
+        match u {
+            U::Summarize => &self.summarize,
+            U::Extract => &self.extract,
+            U::Classify => &self.classify,
+            U::Write => &self.write,
+            U::CodeAsk => &self.code_ask,
+            U::WordProblem => &self.word_problem,
+            U::NumberWord => &self.number_word,
+            U::Puzzle => &self.puzzle,
+            U::CodeDef => &self.code_def,
+            U::Latex => &self.latex,
+            U::Science => &self.science,
+        }
+    }
+}
+
+/// Which patterns match a text (as [`any_match`] would say for each): one pass of
+/// [`Patterns::user`] over the text's head and tail, or one regex at a time (system prompts,
+/// whose answer is memoised anyway).
+struct Hits<'a> {
+    p: &'a Patterns,
+    text: &'a str,
+    set: Option<u32>,
+}
+
+impl<'a> Hits<'a> {
+    /// All user-turn patterns at once.
+    fn all(p: &'a Patterns, text: &'a str) -> Hits<'a> {
+        let (head, tail) = window(text);
+        let mut set = 0u32;
+        for w in [head, tail] {
+            if !w.is_empty() {
+                for i in p.user.matches(w).iter() {
+                    set |= 1 << i;
+                }
+            }
+        }
+        Hits {
+            p,
+            text,
+            set: Some(set),
+        }
+    }
+
+    /// One pattern at a time, on demand.
+    fn lazy(p: &'a Patterns, text: &'a str) -> Hits<'a> {
+        Hits { p, text, set: None }
+    }
+
+    fn has(&self, u: U) -> bool {
+        match self.set {
+            Some(set) => set & (1 << u as u32) != 0,
+            None => any_match(self.p.regex(u), self.text),
+        }
+    }
 }
 
 fn patterns() -> Option<&'static Patterns> {
     static P: OnceLock<Option<Patterns>> = OnceLock::new();
     P.get_or_init(|| {
-        Some(Patterns {
+        let mut p = Patterns {
             summarize: Regex::new(
                 r"(?i)(?-u:\b)(summari[sz]e|summari[sz]ing|summarization|tl;?dr|recap|condense|key (points|takeaways))(?-u:\b)|(?-u:\b)(write|give|provide|create|produce|make)( me)? (a |an )?(short |brief |concise |quick |one-paragraph |executive )?(summary|overview|abstract|synopsis|digest)(?-u:\b)",
             )
@@ -151,7 +228,23 @@ fn patterns() -> Option<&'static Patterns> {
                 r"(?i)(?-u:\b)\d+(\.\d+)?\s?(gev|mev|kev|ev|nm|μm|mol|mmol|hz|khz|mhz|kj|kpa|atm|cm3|cm\^3|ml|g/mol|m/s|km/s|kelvin|°c|°k)(?-u:\b)|(?-u:\b)(quantum|eigen\w*|hamiltonian|wavefunction|entropy|enthalpy|stoichiometr\w*|molarity|ph of|half-life|kinetic energy|momentum|wavelength|spectroscop\w*|nmr|isomer\w*|reagent|cycloaddition|synthesi[sz]\w* of|electrons?|photons?|neutrinos?|orbitals?)(?-u:\b)",
             )
             .ok()?,
-        })
+            user: RegexSet::empty(),
+        };
+        let users = [
+            U::Summarize,
+            U::Extract,
+            U::Classify,
+            U::Write,
+            U::CodeAsk,
+            U::WordProblem,
+            U::NumberWord,
+            U::Puzzle,
+            U::CodeDef,
+            U::Latex,
+            U::Science,
+        ];
+        p.user = RegexSet::new(users.map(|u| p.regex(u).as_str())).ok()?;
+        Some(p)
     })
     .as_ref()
 }
@@ -178,20 +271,21 @@ fn any_match(r: &Regex, text: &str) -> bool {
 }
 
 /// A task named by instruction verbs in `text`, most specific first.
-fn task_in(p: &Patterns, text: &str, structured_output: bool) -> Option<&'static str> {
+fn task_in(hits: &Hits, structured_output: bool) -> Option<&'static str> {
+    let text = hits.text;
     if text.is_empty() {
         return None;
     }
-    if any_match(&p.summarize, text) {
+    if hits.has(U::Summarize) {
         return Some("summarization");
     }
-    if any_match(&p.extract, text) {
+    if hits.has(U::Extract) {
         return Some("extraction");
     }
-    if any_match(&p.classify, text) {
+    if hits.has(U::Classify) {
         return Some("classification");
     }
-    if any_match(&p.write, text) {
+    if hits.has(U::Write) {
         return Some("writing");
     }
     if structured_output && text.len() > 400 {
@@ -214,7 +308,7 @@ fn system_task(p: &Patterns, text: &str, structured: bool) -> Option<&'static st
         if any_match(&p.math_role, text) {
             return Some("reasoning");
         }
-        task_in(p, text, structured)
+        task_in(&Hits::lazy(p, text), structured)
     };
     if text.len() < 64 {
         return compute();
@@ -278,25 +372,20 @@ pub fn categorize(view: &RequestView, signals: &Signals, hints: &Hints) -> Cow<'
         }
     }
     let (head, _) = window(user);
+    let hits = Hits::all(p, user);
     // Math figures and puzzles first: `[asy]` drawings look like code.
-    if any_match(&p.puzzle, user) || any_match(&p.latex, user) {
+    if hits.has(U::Puzzle) || hits.has(U::Latex) {
         return Cow::Borrowed("reasoning");
     }
-    if user.contains("```")
-        || looks_like_code(head)
-        || any_match(&p.code_def, user)
-        || any_match(&p.code_ask, user)
+    if user.contains("```") || looks_like_code(head) || hits.has(U::CodeDef) || hits.has(U::CodeAsk)
     {
         return Cow::Borrowed("coding");
     }
-    let has_number = user.bytes().any(|b| b.is_ascii_digit()) || any_match(&p.number_word, user);
-    if signals.math
-        || (has_number && any_match(&p.word_problem, user))
-        || any_match(&p.science, user)
-    {
+    let has_number = user.bytes().any(|b| b.is_ascii_digit()) || hits.has(U::NumberWord);
+    if signals.math || (has_number && hits.has(U::WordProblem)) || hits.has(U::Science) {
         return Cow::Borrowed("reasoning");
     }
-    if let Some(task) = task_in(p, user, structured) {
+    if let Some(task) = task_in(&hits, structured) {
         return Cow::Borrowed(task);
     }
     if no_language_task(user) && signals.turns <= 1 {
@@ -331,6 +420,66 @@ mod tests {
     #[test]
     fn patterns_compile() {
         assert!(patterns().is_some());
+    }
+
+    /// The one-pass set says what each regex says, on the example workload's user turns
+    /// (every prompt, also past the head/tail window) and on edge cases.
+    #[test]
+    fn user_set_matches_each_regex() {
+        let p = patterns().unwrap();
+        let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/workload.jsonl.gz");
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(workload).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        let mut users: Vec<String> = text
+            .lines()
+            .step_by(3)
+            .filter_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                let view = RequestView::chat(&v["request"]).ok()?;
+                Some(view.last_user_text().to_string())
+            })
+            .collect();
+        assert!(users.len() > 500);
+        let long = format!(
+            "summarize {} $x^2$ {}",
+            "word ".repeat(400),
+            "how many in total 3"
+        );
+        users.extend([
+            "".into(),
+            "Classify the sentiment of this review: great!".into(),
+            "```".into(),
+            "def f(x):\n  return x".into(),
+            long,
+        ]);
+        let all = [
+            U::Summarize,
+            U::Extract,
+            U::Classify,
+            U::Write,
+            U::CodeAsk,
+            U::WordProblem,
+            U::NumberWord,
+            U::Puzzle,
+            U::CodeDef,
+            U::Latex,
+            U::Science,
+        ];
+        let mut seen = [0usize; 11];
+        for u in &users {
+            let (set, each) = (Hits::all(p, u), Hits::lazy(p, u));
+            for (i, w) in all.iter().enumerate() {
+                assert_eq!(set.has(*w), each.has(*w), "pattern {i} on {u:?}");
+                seen[i] += usize::from(each.has(*w));
+            }
+        }
+        // every pattern matched somewhere, so the comparison covers both answers
+        assert!(seen.iter().all(|&n| n > 0), "{seen:?}");
     }
 
     #[test]
