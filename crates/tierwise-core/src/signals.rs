@@ -124,7 +124,7 @@ impl Signals {
                     .join("\n"),
             ),
         };
-        let code_blocks = all_text.matches("```").count() / 2;
+        let code_blocks = count_fences(&all_text) / 2;
         let last = Prepared::new(last_user);
         let hits = keyword_hits(&last);
         let code = code_blocks > 0 || looks_like_code(&all_text) || asks_for_code(&last, &hits);
@@ -149,6 +149,16 @@ impl Signals {
             category: hints.category.clone(),
             deferrable: hints.deferrable,
         }
+    }
+}
+
+/// `text.matches("```").count()`, skipping the substring search when there is no backtick at
+/// all (`[u8]::contains` is a vectorized byte search; the two-way search is not).
+fn count_fences(text: &str) -> usize {
+    if text.as_bytes().contains(&b'`') {
+        text.matches("```").count()
+    } else {
+        0
     }
 }
 
@@ -195,18 +205,17 @@ fn ascii_shadow(text: &str) -> Cow<'_, str> {
 /// use its fast literal search — about 10× faster here).
 struct Prepared<'a> {
     cased: Cow<'a, str>,
+    /// Made on first use (only a regex with `(?i)` needs it: [`keyword_hits`] reads `cased`);
     /// `None` when `cased` has no uppercase letter.
-    lower: Option<String>,
+    lower: std::cell::OnceCell<Option<String>>,
 }
 
 impl<'a> Prepared<'a> {
     fn new(text: &'a str) -> Prepared<'a> {
-        let cased = ascii_shadow(text);
-        let lower = cased
-            .bytes()
-            .any(|b| b.is_ascii_uppercase())
-            .then(|| cased.to_ascii_lowercase());
-        Prepared { cased, lower }
+        Prepared {
+            cased: ascii_shadow(text),
+            lower: std::cell::OnceCell::new(),
+        }
     }
 
     fn cased(&self) -> &[u8] {
@@ -214,7 +223,16 @@ impl<'a> Prepared<'a> {
     }
 
     fn lower(&self) -> &[u8] {
-        self.lower.as_deref().unwrap_or(&self.cased).as_bytes()
+        self.lower
+            .get_or_init(|| {
+                self.cased
+                    .bytes()
+                    .any(|b| b.is_ascii_uppercase())
+                    .then(|| self.cased.to_ascii_lowercase())
+            })
+            .as_deref()
+            .unwrap_or(&self.cased)
+            .as_bytes()
     }
 }
 
@@ -494,9 +512,9 @@ const WORD_BYTE: [u8; 256] = {
 /// Slots of [`Keywords::prefixes`] (a power of two, at least twice the literals).
 const PREFIX_SLOTS: usize = 256;
 
-/// The first three bytes of `b` as a key (zeros past its end).
+/// The first three bytes of `b`, lowercased, as a key (zeros past its end).
 fn prefix3(b: &[u8]) -> u32 {
-    let at = |i: usize| u32::from(b.get(i).copied().unwrap_or(0));
+    let at = |i: usize| u32::from(b.get(i).map_or(0, u8::to_ascii_lowercase));
     at(0) | (at(1) << 8) | (at(2) << 16)
 }
 
@@ -505,10 +523,15 @@ fn prefix_slot(key: u32) -> usize {
 }
 
 impl Keywords {
-    /// The literals that begin like `rest`.
+    /// The literals that begin like `rest` lowercased.
     fn candidates(&self, rest: &[u8]) -> &[(String, KeywordEnd, u16)] {
         let key = match rest.get(..4) {
-            Some(&[a, b, c, _]) => u32::from_le_bytes([a, b, c, 0]),
+            Some(&[a, b, c, _]) => u32::from_le_bytes([
+                a.to_ascii_lowercase(),
+                b.to_ascii_lowercase(),
+                c.to_ascii_lowercase(),
+                0,
+            ]),
             _ => prefix3(rest),
         };
         let bit = filter_bit(key);
@@ -600,8 +623,9 @@ struct KeywordHits {
     ask: bool,
 }
 
-/// One pass for every keyword pattern (they are all case-insensitive: matched on the lowercase
-/// text, which is ASCII). A match of any of them starts at a word start (each alternative
+/// One pass for every keyword pattern (they are all case-insensitive: their lowercase literals
+/// are compared with the ASCII text ignoring case, which is comparing them with the lowercased
+/// text, without making it). A match of any of them starts at a word start (each alternative
 /// starts with a letter, after `\b`); no alternative can start inside another's match (inside
 /// a word there is no `\b`, and no alternative begins with the second word of a phrase —
 /// tested), so every word start is checked on its own, against the literals that begin with
@@ -612,7 +636,7 @@ fn keyword_hits(text: &Prepared<'_>) -> KeywordHits {
     let Some(kw) = keywords() else {
         return hits;
     };
-    let lo = text.lower();
+    let lo = text.cased();
     let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     // word starts, 64 bytes at a time as a bit mask (no branch per byte)
     let mut prev_word = false;
@@ -628,7 +652,11 @@ fn keyword_hits(text: &Prepared<'_>) -> KeywordHits {
             let rest = lo.get(at..).unwrap_or_default();
             let mut bits = 0u16;
             for (lit, end, bit) in kw.candidates(rest) {
-                if bits & bit != 0 || !rest.starts_with(lit.as_bytes()) {
+                if bits & bit != 0
+                    || !rest
+                        .get(..lit.len())
+                        .is_some_and(|r| r.eq_ignore_ascii_case(lit.as_bytes()))
+                {
                     continue;
                 }
                 let next = rest.get(lit.len()).copied();
@@ -1058,7 +1086,7 @@ mod tests {
                     "plaintiff", "prove", "PROOF", "x = 3", "2^x", "\\frac", "\\pi", "$x^2$",
                     "eigen", "write a", "function", "c++", "how many", "symptom", "entropy",
                     " ", "\n", "_", "7", "how", "many", "prime", "number", "case", "law",
-                    "\u{a0}", "\u{3000}", "\u{b}",
+                    "\u{a0}", "\u{3000}", "\u{b}", "HOW MANY", "Solve", "DiagnoSIS", "Write",
                 ]).prop_map(str::to_string),
                 "[ſ\u{212A}éÉ’—\u{a0}\u{2028}\u{301}٣中😀ß\u{3000}]{1,2}",
                 "\\PC{1,3}",
@@ -1310,6 +1338,22 @@ mod tests {
         // the fixtures exercise both answers
         assert!(code_n > 0 && code_n < texts.len(), "{code_n}");
         assert!(en_n > 0 && en_n < 3 * texts.len(), "{en_n}");
+    }
+
+    #[test]
+    fn fences_counted_like_matches() {
+        for t in [
+            "",
+            "`",
+            "``",
+            "```",
+            "````",
+            "``````",
+            "a ```rust\nfn x() {}\n``` b `c` ``",
+            "é```é``",
+        ] {
+            assert_eq!(count_fences(t), t.matches("```").count(), "{t:?}");
+        }
     }
 
     #[test]

@@ -22,14 +22,32 @@ pub const EMBED_MAX_BYTES: usize = 1536;
 
 /// The part of `text` the embedding reads (see [`EMBED_MAX_BYTES`]).
 pub fn embed_text(text: &str) -> &str {
-    if text.len() <= EMBED_MAX_BYTES {
+    head(text, EMBED_MAX_BYTES)
+}
+
+/// The word scan of the lexical features and n-grams reads at most this many bytes from the
+/// start of the prompt text (cut on a char boundary, like [`embed_text`]): it was the decision's
+/// largest cost after the token count, linear in the prompt's length. Word and number counts are
+/// scaled to the whole text by its length in bytes; line, question and option-line counts and
+/// the LaTeX flag still read the whole text (cheap byte counts), and the prompt's exact o200k
+/// count (the `ln_prompt_tokens` signal) carries its length.
+pub const LEXICAL_MAX_BYTES: usize = 1536;
+
+/// The first `max` bytes of `text`, cut back to a char boundary.
+fn head(text: &str, max: usize) -> &str {
+    if text.len() <= max {
         return text;
     }
-    let mut cut = EMBED_MAX_BYTES;
+    let mut cut = max;
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    &text[..cut]
+    text.get(..cut).unwrap_or_default()
+}
+
+/// The part of `text` the word scan reads (see [`LEXICAL_MAX_BYTES`]).
+pub fn lexical_text(text: &str) -> &str {
+    head(text, LEXICAL_MAX_BYTES)
 }
 
 /// Which feature groups a model uses.
@@ -616,11 +634,12 @@ pub fn featurize(
             0
         };
         let mut prev: Option<u64> = None;
+        let sample = lexical_text(text);
         let mut uniq_words =
-            DistinctCount::with_capacity(if spec.lexical { text.len() / 8 } else { 0 });
+            DistinctCount::with_capacity(if spec.lexical { sample.len() / 8 } else { 0 });
         // the tokens first (a push per token keeps the scan loop tight), then their uses
-        let mut tokens: Vec<u64> = Vec::with_capacity(text.len() / 2 + 1);
-        let st = scan(text, |h| tokens.push(h));
+        let mut tokens: Vec<u64> = Vec::with_capacity(sample.len() / 2 + 1);
+        let st = scan(sample, |h| tokens.push(h));
         for &h in &tokens {
             if spec.lexical {
                 uniq_words.insert(h);
@@ -636,6 +655,9 @@ pub fn featurize(
         }
         if spec.lexical {
             let chars = st.chars.max(1) as f32;
+            // word and number counts of the sample, scaled to the whole text
+            let scale = text.len() as f32 / sample.len().max(1) as f32;
+            let scaled = |n: usize| (n as f32 * scale).ln_1p();
             // `text.lines().count()`: the `\n`s, and one more for an unterminated last line
             let bytes = text.as_bytes();
             let newlines = count_byte(bytes, b'\n');
@@ -644,8 +666,11 @@ pub fn featurize(
             // (`lines()` also drops a final empty line and a line's trailing `\r`: neither can
             // be an option line)
             let options = text.split('\n').filter(|l| is_option_line(l)).count();
-            let latex = bytes.iter().any(|&b| b == b'\\' || b == b'$');
-            dense.push(ln1p(st.words));
+            // (64 bytes at a time without an early exit, which vectorizes)
+            let latex = bytes
+                .chunks(64)
+                .any(|c| c.iter().fold(false, |a, &b| a | (b == b'\\') | (b == b'$')));
+            dense.push(scaled(st.words));
             dense.push(if st.words > 0 {
                 st.word_chars as f32 / st.words as f32
             } else {
@@ -667,7 +692,7 @@ pub fn featurize(
             } else {
                 0.0
             });
-            dense.push(ln1p(st.numbers));
+            dense.push(scaled(st.numbers));
             dense.push(ln1p(st.max_word));
         }
     }
@@ -864,6 +889,75 @@ mod tests {
                 "{t:?}"
             );
         }
+    }
+
+    /// Past [`LEXICAL_MAX_BYTES`], the word statistics are those of the text's head (cut on a
+    /// char boundary), word and number counts scaled by length; lines, questions, option lines
+    /// and LaTeX still come from the whole text. Up to it, the whole text is scanned.
+    #[test]
+    fn word_scan_reads_the_head() {
+        let spec = FeatureSpec::parse("lexical", None).unwrap();
+        let at = |n: &str| LEXICAL_NAMES.iter().position(|x| *x == n).unwrap();
+        let unit = "Which is 12 é? A. one\nB. two Ünïcode words\n";
+        // (padded so that the cut falls inside a two-byte character)
+        let long = (0..8)
+            .map(|pad| {
+                format!(
+                    "{}{}$x$ tail words here",
+                    " ".repeat(pad),
+                    unit.repeat(3 * LEXICAL_MAX_BYTES / unit.len())
+                )
+            })
+            .find(|t| !t.is_char_boundary(LEXICAL_MAX_BYTES))
+            .unwrap();
+        let short = unit.repeat(LEXICAL_MAX_BYTES / unit.len());
+        let f = |t: &str| {
+            let v = RequestView::chat(
+                &json!({"model": "m", "messages": [{"role": "user", "content": t}]}),
+            )
+            .unwrap();
+            featurize(&spec, t, &Signals::compute(&v, &Hints::default()), None)
+        };
+        // a short text: its own scan, unscaled
+        assert!(short.len() <= LEXICAL_MAX_BYTES);
+        assert_eq!(
+            f(&short).dense[at("ln_words")],
+            ln1p(scan(&short, |_| ()).words)
+        );
+        // a long text: the head's word statistics
+        let head = lexical_text(&long);
+        assert_eq!(head.len(), LEXICAL_MAX_BYTES - 1);
+        assert!(long.len() > 2 * LEXICAL_MAX_BYTES);
+        let (fl, fh) = (f(&long), f(head));
+        for name in [
+            "mean_word_len",
+            "digit_frac",
+            "upper_frac",
+            "symbol_frac",
+            "type_token_ratio",
+            "ln_max_word_len",
+        ] {
+            assert_eq!(fl.dense[at(name)], fh.dense[at(name)], "{name}");
+        }
+        let hs = scan(head, |_| ());
+        let scale = long.len() as f32 / head.len() as f32;
+        assert_eq!(fl.dense[at("ln_words")], (hs.words as f32 * scale).ln_1p());
+        assert_eq!(
+            fl.dense[at("ln_numbers")],
+            (hs.numbers as f32 * scale).ln_1p()
+        );
+        // the whole text's lines, questions, options and LaTeX (the `$` is past the head)
+        assert_eq!(fl.dense[at("ln_lines")], ln1p(long.lines().count()));
+        assert_eq!(
+            fl.dense[at("ln_questions")],
+            ln1p(long.matches('?').count())
+        );
+        assert_eq!(
+            fl.dense[at("ln_option_lines")],
+            ln1p(long.lines().filter(|l| is_option_line(l)).count())
+        );
+        assert_eq!(fl.dense[at("latex")], 1.0);
+        assert_eq!(fh.dense[at("latex")], 0.0);
     }
 
     #[test]
