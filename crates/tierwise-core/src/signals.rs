@@ -205,17 +205,18 @@ fn ascii_shadow(text: &str) -> Cow<'_, str> {
 /// use its fast literal search — about 10× faster here).
 struct Prepared<'a> {
     cased: Cow<'a, str>,
-    /// Made on first use (only a regex with `(?i)` needs it: [`keyword_hits`] reads `cased`);
     /// `None` when `cased` has no uppercase letter.
-    lower: std::cell::OnceCell<Option<String>>,
+    lower: Option<String>,
 }
 
 impl<'a> Prepared<'a> {
     fn new(text: &'a str) -> Prepared<'a> {
-        Prepared {
-            cased: ascii_shadow(text),
-            lower: std::cell::OnceCell::new(),
-        }
+        let cased = ascii_shadow(text);
+        let lower = cased
+            .bytes()
+            .any(|b| b.is_ascii_uppercase())
+            .then(|| cased.to_ascii_lowercase());
+        Prepared { cased, lower }
     }
 
     fn cased(&self) -> &[u8] {
@@ -223,16 +224,7 @@ impl<'a> Prepared<'a> {
     }
 
     fn lower(&self) -> &[u8] {
-        self.lower
-            .get_or_init(|| {
-                self.cased
-                    .bytes()
-                    .any(|b| b.is_ascii_uppercase())
-                    .then(|| self.cased.to_ascii_lowercase())
-            })
-            .as_deref()
-            .unwrap_or(&self.cased)
-            .as_bytes()
+        self.lower.as_deref().unwrap_or(&self.cased).as_bytes()
     }
 }
 
@@ -512,9 +504,9 @@ const WORD_BYTE: [u8; 256] = {
 /// Slots of [`Keywords::prefixes`] (a power of two, at least twice the literals).
 const PREFIX_SLOTS: usize = 256;
 
-/// The first three bytes of `b`, lowercased, as a key (zeros past its end).
+/// The first three bytes of `b` as a key (zeros past its end).
 fn prefix3(b: &[u8]) -> u32 {
-    let at = |i: usize| u32::from(b.get(i).map_or(0, u8::to_ascii_lowercase));
+    let at = |i: usize| u32::from(b.get(i).copied().unwrap_or(0));
     at(0) | (at(1) << 8) | (at(2) << 16)
 }
 
@@ -523,15 +515,10 @@ fn prefix_slot(key: u32) -> usize {
 }
 
 impl Keywords {
-    /// The literals that begin like `rest` lowercased.
+    /// The literals that begin like `rest`.
     fn candidates(&self, rest: &[u8]) -> &[(String, KeywordEnd, u16)] {
         let key = match rest.get(..4) {
-            Some(&[a, b, c, _]) => u32::from_le_bytes([
-                a.to_ascii_lowercase(),
-                b.to_ascii_lowercase(),
-                c.to_ascii_lowercase(),
-                0,
-            ]),
+            Some(&[a, b, c, _]) => u32::from_le_bytes([a, b, c, 0]),
             _ => prefix3(rest),
         };
         let bit = filter_bit(key);
@@ -623,9 +610,8 @@ struct KeywordHits {
     ask: bool,
 }
 
-/// One pass for every keyword pattern (they are all case-insensitive: their lowercase literals
-/// are compared with the ASCII text ignoring case, which is comparing them with the lowercased
-/// text, without making it). A match of any of them starts at a word start (each alternative
+/// One pass for every keyword pattern (they are all case-insensitive: matched on the lowercase
+/// text, which is ASCII). A match of any of them starts at a word start (each alternative
 /// starts with a letter, after `\b`); no alternative can start inside another's match (inside
 /// a word there is no `\b`, and no alternative begins with the second word of a phrase —
 /// tested), so every word start is checked on its own, against the literals that begin with
@@ -636,13 +622,15 @@ fn keyword_hits(text: &Prepared<'_>) -> KeywordHits {
     let Some(kw) = keywords() else {
         return hits;
     };
-    let lo = text.cased();
+    let lo = text.lower();
     let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     // word starts, 64 bytes at a time as a bit mask (no branch per byte)
     let mut prev_word = false;
     for (c, chunk) in lo.chunks(64).enumerate() {
-        let word = chunk.iter().rev().fold(0u64, |m, &b| {
-            (m << 1) | u64::from(WORD_BYTE.get(usize::from(b)).copied().unwrap_or(0))
+        // (independent shifts joined by `|`, which the compiler may reorder and vectorize; a
+        // shift-then-or chain is serial)
+        let word = chunk.iter().enumerate().fold(0u64, |m, (i, &b)| {
+            m | u64::from(WORD_BYTE.get(usize::from(b)).copied().unwrap_or(0)) << i
         });
         let mut starts = word & !((word << 1) | u64::from(prev_word));
         prev_word = chunk.len() == 64 && word >> 63 == 1;
@@ -652,11 +640,7 @@ fn keyword_hits(text: &Prepared<'_>) -> KeywordHits {
             let rest = lo.get(at..).unwrap_or_default();
             let mut bits = 0u16;
             for (lit, end, bit) in kw.candidates(rest) {
-                if bits & bit != 0
-                    || !rest
-                        .get(..lit.len())
-                        .is_some_and(|r| r.eq_ignore_ascii_case(lit.as_bytes()))
-                {
+                if bits & bit != 0 || !rest.starts_with(lit.as_bytes()) {
                     continue;
                 }
                 let next = rest.get(lit.len()).copied();
