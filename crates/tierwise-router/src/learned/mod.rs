@@ -29,8 +29,10 @@ use model::{EstimateForm, Model};
 
 /// The `format` field of a router file.
 pub const FORMAT: &str = "tierwise-router";
-/// The version of the router file format this code reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+/// The version of the router file format this code reads and writes. 3: the lexical word
+/// scan reads the prompt's first 1,536 bytes (`features::LEXICAL_MAX_BYTES`), so a version-2
+/// file's weights meet different feature values on longer prompts and must be retrained.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Where a router was trained: enough to tell whether an evaluation set was seen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
