@@ -742,14 +742,7 @@ mod tests {
     fn fast_fields_read_like_the_value_path() {
         let reference = |line: &[u8]| format!("{:?}", fields_slow(line).and_then(from_fields));
         let fast = |line: &[u8]| format!("{:?}", parse_line(line));
-        let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples/workload.jsonl.gz");
-        let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(workload).unwrap()),
-            &mut text,
-        )
-        .unwrap();
+        let text = crate::test_workload();
         let lines: Vec<&str> = text.lines().step_by(7).collect();
         assert!(lines.len() > 300);
         let odd: [&[u8]; 32] = [

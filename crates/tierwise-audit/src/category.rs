@@ -116,6 +116,23 @@ enum U {
     Science,
 }
 
+impl U {
+    /// Every pattern, in [`Patterns::user`] order (bit `u as u32` of a [`Hits`] set).
+    const ALL: [U; 11] = [
+        U::Summarize,
+        U::Extract,
+        U::Classify,
+        U::Write,
+        U::CodeAsk,
+        U::WordProblem,
+        U::NumberWord,
+        U::Puzzle,
+        U::CodeDef,
+        U::Latex,
+        U::Science,
+    ];
+}
+
 impl Patterns {
     fn regex(&self, u: U) -> &Regex {
         match u {
@@ -230,20 +247,7 @@ fn patterns() -> Option<&'static Patterns> {
             .ok()?,
             user: RegexSet::empty(),
         };
-        let users = [
-            U::Summarize,
-            U::Extract,
-            U::Classify,
-            U::Write,
-            U::CodeAsk,
-            U::WordProblem,
-            U::NumberWord,
-            U::Puzzle,
-            U::CodeDef,
-            U::Latex,
-            U::Science,
-        ];
-        p.user = RegexSet::new(users.map(|u| p.regex(u).as_str())).ok()?;
+        p.user = RegexSet::new(U::ALL.map(|u| p.regex(u).as_str())).ok()?;
         Some(p)
     })
     .as_ref()
@@ -427,14 +431,7 @@ mod tests {
     #[test]
     fn user_set_matches_each_regex() {
         let p = patterns().unwrap();
-        let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples/workload.jsonl.gz");
-        let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(workload).unwrap()),
-            &mut text,
-        )
-        .unwrap();
+        let text = crate::test_workload();
         let mut users: Vec<String> = text
             .lines()
             .step_by(3)
@@ -457,23 +454,10 @@ mod tests {
             "def f(x):\n  return x".into(),
             long,
         ]);
-        let all = [
-            U::Summarize,
-            U::Extract,
-            U::Classify,
-            U::Write,
-            U::CodeAsk,
-            U::WordProblem,
-            U::NumberWord,
-            U::Puzzle,
-            U::CodeDef,
-            U::Latex,
-            U::Science,
-        ];
         let mut seen = [0usize; 11];
         for u in &users {
             let (set, each) = (Hits::all(p, u), Hits::lazy(p, u));
-            for (i, w) in all.iter().enumerate() {
+            for (i, w) in U::ALL.iter().enumerate() {
                 assert_eq!(set.has(*w), each.has(*w), "pattern {i} on {u:?}");
                 seen[i] += usize::from(each.has(*w));
             }

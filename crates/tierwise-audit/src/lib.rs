@@ -49,3 +49,19 @@ pub fn audit(
     let totals = engine::run(inputs, policy, options, on_progress)?;
     report::build(&totals, policy, options)
 }
+
+/// The example workload's lines (`examples/workload.jsonl.gz`), for tests that compare a fast
+/// path with its reference on realistic calls.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+fn test_workload() -> String {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/workload.jsonl.gz");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    text
+}

@@ -409,14 +409,7 @@ mod tests {
     /// tools and system prompts).
     #[test]
     fn counted_facts_are_the_facts() {
-        let workload = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples/workload.jsonl.gz");
-        let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(workload).unwrap()),
-            &mut text,
-        )
-        .unwrap();
+        let text = crate::test_workload();
         let mut views: Vec<RequestView> = text
             .lines()
             .step_by(5)
