@@ -2,77 +2,14 @@
 //! tokens, so pricing each bucket once at the end gives exactly the sum of per-call costs
 //! (no rounding happens in `tierwise_core::cost`), at a fraction of the work.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use tierwise_core::cost::{ServiceTier, Usage};
 
-/// The hasher of the audit's in-memory tables (per-call bucket sums, name interning, memos):
-/// FxHash's multiply-rotate mix. Keys are short model names, small tuples and content hashes;
-/// the default SipHash cost more than the additions it guards. (Not a defence against
-/// crafted collisions; none is needed for an offline report over the caller's own logs.)
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FastHasher(u64);
-
-impl FastHasher {
-    #[inline]
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FastHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.mix(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(w));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, n: u8) {
-        self.mix(u64::from(n));
-    }
-
-    #[inline]
-    fn write_u32(&mut self, n: u32) {
-        self.mix(u64::from(n));
-    }
-
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.mix(n);
-    }
-
-    #[inline]
-    fn write_u128(&mut self, n: u128) {
-        self.mix(n as u64);
-        self.mix((n >> 64) as u64);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.mix(n as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// A `HashMap` with [`FastHasher`].
-pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+/// The audit's in-memory tables (per-call bucket sums, name interning, memos) use core's fast
+/// hasher: keys are short model names, small tuples and content hashes.
+pub use tierwise_core::hash::FastMap;
 
 /// Requests and token sums.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,10 +7,12 @@
 //! - [`request`]: a validated read-only view of a chat completions / Responses request body.
 //! - [`signals`]: what the router looks at (tokens, turns, code, math, tools, domain, language, hints).
 //! - [`config`]: `tierwise.toml`, raw → validated.
+//! - [`hash`]: one fast hasher (`FastMap`) for in-process memos and tables.
 
 pub mod catalog;
 pub mod config;
 pub mod cost;
+pub mod hash;
 pub mod request;
 pub mod signals;
 pub mod tokens;

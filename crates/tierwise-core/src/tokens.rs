@@ -15,9 +15,10 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
+
+use crate::hash::FastMap;
 
 /// Texts at least this long are memoised whole (by a 128-bit hash and their length).
 const WHOLE_MIN_BYTES: usize = 256;
@@ -25,25 +26,6 @@ const WHOLE_CAP: usize = 1 << 14;
 /// Pieces longer than this are not memoised (rare; counted directly).
 const PIECE_MAX_BYTES: usize = 48;
 const PIECE_CAP: usize = 1 << 16;
-
-/// A fast hasher for the piece memos (FxHash-style on whole words; xxh3 on byte strings).
-#[derive(Default)]
-struct PieceHasher(u64);
-
-impl Hasher for PieceHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
-    }
-    fn write_u8(&mut self, b: u8) {
-        self.write_u64(u64::from(b));
-    }
-    fn write_u64(&mut self, x: u64) {
-        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7C_C1_B7_27_22_0A_95);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
 
 /// Pieces of at most this many bytes are keyed inline (bytes and length in two words).
 const SHORT_PIECE: usize = 15;
@@ -78,13 +60,11 @@ fn short_key_at(s: &[u8], p: usize, len: usize) -> (u64, u64) {
     (a, b | ((len as u64) << 56))
 }
 
-type Fast = BuildHasherDefault<PieceHasher>;
-
 #[derive(Default)]
 struct Memo {
     whole: HashMap<(u128, usize), usize>,
     short: ShortMemo,
-    pieces: HashMap<Box<str>, u32, Fast>,
+    pieces: FastMap<Box<str>, u32>,
 }
 
 /// Counts of short pieces by [`short_key`]: open addressing with linear probing, at most half
