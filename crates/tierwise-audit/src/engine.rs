@@ -219,11 +219,88 @@ fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
-/// Lines of one input, for a worker.
+/// Lines of one input, for a worker: their bytes back to back (each with its `\n`, as read)
+/// and where each ends. One buffer per batch, recycled through a [`BufferPool`]: no allocation
+/// per line, no buffer growing line by line.
 struct WorkBatch {
     source: u32,
     first_line: u64,
-    lines: Vec<Vec<u8>>,
+    data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl WorkBatch {
+    fn new(source: u32, first_line: u64, pool: &BufferPool) -> WorkBatch {
+        let (data, ends) = pool.take();
+        WorkBatch {
+            source,
+            first_line,
+            data,
+            ends,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn push(&mut self, line: &[u8]) {
+        self.data.extend_from_slice(line);
+        self.ends.push(self.data.len());
+    }
+
+    /// The lines, in order.
+    fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let line = self.data.get(start..end).unwrap_or_default();
+            start = end;
+            line
+        })
+    }
+}
+
+/// Where the reader sends batches, and the pool it takes their buffers from.
+struct Work<'a> {
+    tx: SyncSender<WorkBatch>,
+    pool: &'a BufferPool,
+}
+
+/// Emptied batch buffers, from the workers back to the reader.
+#[derive(Default)]
+struct BufferPool(Mutex<Vec<(Vec<u8>, Vec<usize>)>>);
+
+impl BufferPool {
+    /// Buffers kept for reuse (more are in flight only while the channels are full).
+    const KEPT: usize = 64;
+    /// A buffer grown past this (a huge line) is freed, not kept.
+    const MAX_BYTES: usize = 16 << 20;
+
+    fn take(&self) -> (Vec<u8>, Vec<usize>) {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_else(|| {
+                (
+                    Vec::with_capacity(BATCH_LINES * 2048),
+                    Vec::with_capacity(BATCH_LINES),
+                )
+            })
+    }
+
+    fn give(&self, mut data: Vec<u8>, mut ends: Vec<usize>) {
+        if data.capacity() > Self::MAX_BYTES {
+            return;
+        }
+        data.clear();
+        ends.clear();
+        if let Ok(mut p) = self.0.lock()
+            && p.len() < Self::KEPT
+        {
+            p.push((data, ends));
+        }
+    }
 }
 
 /// A call whose prompt has cacheable prefixes: the caller simulates the cache on it.
@@ -646,6 +723,7 @@ pub fn run(
     let worker_totals: Mutex<Vec<Totals>> = Mutex::new(Vec::new());
     let mut malformed: Vec<Malformed> = Vec::new();
     let mut malformed_count = 0u64;
+    let pool = BufferPool::default();
 
     std::thread::scope(|s| {
         {
@@ -654,16 +732,21 @@ pub fn run(
             let stop = &stop;
             let sources = &sources;
             let range = time_range(options);
-            s.spawn(move || read_all(inputs, work_tx, out_tx, bytes_read, stop, sources, range));
+            let pool = &pool;
+            s.spawn(move || {
+                let work = Work { tx: work_tx, pool };
+                read_all(inputs, work, out_tx, bytes_read, stop, sources, range)
+            });
         }
         for _ in 0..threads {
             let out_tx = out_tx.clone();
             let work_rx = &work_rx;
             let stop = &stop;
             let worker_totals = &worker_totals;
+            let pool = &pool;
             s.spawn(move || {
                 let mut w = Worker::new(policy, options);
-                work_loop(&mut w, work_rx, &out_tx, stop);
+                work_loop(&mut w, work_rx, &out_tx, stop, pool);
                 if let Ok(mut all) = worker_totals.lock() {
                     all.push(w.totals);
                 }
@@ -773,6 +856,7 @@ fn work_loop(
     work_rx: &Mutex<Receiver<WorkBatch>>,
     out: &SyncSender<ToCaller>,
     stop: &AtomicBool,
+    pool: &BufferPool,
 ) {
     loop {
         let batch = {
@@ -786,8 +870,8 @@ fn work_loop(
             continue;
         }
         let mut sims = Vec::new();
-        let n = batch.lines.len() as u64;
-        for (i, line) in batch.lines.iter().enumerate() {
+        let n = batch.len() as u64;
+        for (i, line) in batch.lines().enumerate() {
             let line_no = batch.first_line + i as u64;
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -810,6 +894,7 @@ fn work_loop(
                 }
             }
         }
+        pool.give(batch.data, batch.ends);
         if !sims.is_empty() && out.send(ToCaller::Sim(sims)).is_err() {
             return;
         }
@@ -822,10 +907,11 @@ fn work_loop(
 fn read_store(
     path: &std::path::Path,
     source: u32,
-    work: &SyncSender<WorkBatch>,
+    work: &Work<'_>,
     stop: &AtomicBool,
     range: tierwise_store::TimeRange,
 ) -> Result<(u64, u64), AuditError> {
+    let pool = work.pool;
     let store_err = |e: tierwise_store::StoreError| AuditError::Store {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -834,11 +920,7 @@ fn read_store(
     let mut row_no = 0u64;
     let mut calls = 0u64;
     let mut skipped = 0u64;
-    let mut batch = WorkBatch {
-        source,
-        first_line: 1,
-        lines: Vec::with_capacity(BATCH_LINES),
-    };
+    let mut batch = WorkBatch::new(source, 1, pool);
     let mut send_failed = false;
     reader
         .for_each(&range, |row| {
@@ -846,22 +928,18 @@ fn read_store(
             match crate::store::row_line(&row) {
                 Some(line) => {
                     calls += 1;
-                    batch.lines.push(line);
+                    batch.push(&line);
                 }
                 None => {
                     skipped += 1;
                     // Keep row numbers aligned with lines: an empty line is skipped by workers.
-                    batch.lines.push(Vec::new());
+                    batch.push(&[]);
                 }
             }
-            if batch.lines.len() >= BATCH_LINES {
-                let next = WorkBatch {
-                    source,
-                    first_line: row_no + 1,
-                    lines: Vec::with_capacity(BATCH_LINES),
-                };
+            if batch.len() >= BATCH_LINES {
+                let next = WorkBatch::new(source, row_no + 1, pool);
                 if stop.load(Ordering::Relaxed)
-                    || work.send(std::mem::replace(&mut batch, next)).is_err()
+                    || work.tx.send(std::mem::replace(&mut batch, next)).is_err()
                 {
                     send_failed = true;
                     return std::ops::ControlFlow::Break(());
@@ -870,8 +948,8 @@ fn read_store(
             std::ops::ControlFlow::Continue(())
         })
         .map_err(store_err)?;
-    if !send_failed && !batch.lines.is_empty() {
-        let _ = work.send(batch);
+    if !send_failed && batch.len() > 0 {
+        let _ = work.tx.send(batch);
     }
     Ok((calls, skipped))
 }
@@ -890,7 +968,7 @@ fn time_range(o: &Options) -> tierwise_store::TimeRange {
 
 fn read_all(
     inputs: &[InputSpec],
-    work: SyncSender<WorkBatch>,
+    work: Work<'_>,
     out: SyncSender<ToCaller>,
     bytes_read: Arc<AtomicU64>,
     stop: &AtomicBool,
@@ -963,20 +1041,18 @@ fn read_lines(
     reader: &mut Box<dyn BufRead + Send>,
     name: &str,
     source: u32,
-    work: &SyncSender<WorkBatch>,
+    work: &Work<'_>,
     stop: &AtomicBool,
 ) -> Result<u64, AuditError> {
+    let pool = work.pool;
     let mut line_no = 0u64;
     let mut calls = 0u64;
-    let mut batch = WorkBatch {
-        source,
-        first_line: 1,
-        lines: Vec::with_capacity(BATCH_LINES),
-    };
+    let mut batch = WorkBatch::new(source, 1, pool);
     loop {
-        let mut buf = Vec::new();
+        // the line is read straight onto the end of the batch's buffer
+        let start = batch.data.len();
         let n = reader
-            .read_until(b'\n', &mut buf)
+            .read_until(b'\n', &mut batch.data)
             .map_err(|source| AuditError::Read {
                 name: name.to_string(),
                 line: line_no + 1,
@@ -986,26 +1062,23 @@ fn read_lines(
             break;
         }
         line_no += 1;
-        if !buf.iter().all(u8::is_ascii_whitespace) {
+        let line = batch.data.get(start..).unwrap_or_default();
+        if !line.iter().all(u8::is_ascii_whitespace) {
             calls += 1;
         }
-        batch.lines.push(buf);
-        if batch.lines.len() >= BATCH_LINES {
+        batch.ends.push(batch.data.len());
+        if batch.len() >= BATCH_LINES {
             if stop.load(Ordering::Relaxed) {
                 return Ok(calls);
             }
-            let next = WorkBatch {
-                source,
-                first_line: line_no + 1,
-                lines: Vec::with_capacity(BATCH_LINES),
-            };
-            if work.send(std::mem::replace(&mut batch, next)).is_err() {
+            let next = WorkBatch::new(source, line_no + 1, pool);
+            if work.tx.send(std::mem::replace(&mut batch, next)).is_err() {
                 return Ok(calls);
             }
         }
     }
-    if !batch.lines.is_empty() {
-        let _ = work.send(batch);
+    if batch.len() > 0 {
+        let _ = work.tx.send(batch);
     }
     Ok(calls)
 }

@@ -17,7 +17,7 @@ use tierwise_core::config::ToolMode;
 use tierwise_core::request::RequestView;
 use tierwise_core::tokens;
 use tierwise_tools::{Policy as ToolPolicy, ToolIndex};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64, xxh3_128};
 
 use crate::agg::FastMap;
 
@@ -89,17 +89,78 @@ pub fn hash_value(v: &Value, h: &mut Xxh3) {
     }
 }
 
+/// Appends the bytes [`hash_value`] feeds its hasher, in order, to `out`: xxh3 of these bytes
+/// in one go is what the streaming hasher digests (xxh3's streaming and one-shot forms agree),
+/// without a call into the hasher per field.
+pub fn value_stream(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Null => out.push(b'n'),
+        Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+        Value::Number(n) => {
+            out.push(b'#');
+            if let Some(i) = n.as_i64() {
+                out.extend_from_slice(&i.to_le_bytes());
+            } else if let Some(u) = n.as_u64() {
+                out.extend_from_slice(&u.to_le_bytes());
+            } else if let Some(f) = n.as_f64() {
+                out.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+        }
+        Value::String(s) => {
+            out.push(b's');
+            out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for x in a {
+                value_stream(x, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(o) => {
+            out.push(b'{');
+            for (k, x) in o {
+                out.extend_from_slice(&(k.len() as u64).to_le_bytes());
+                out.extend_from_slice(k.as_bytes());
+                value_stream(x, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// `f` of [`value_stream`]'s bytes of `v`, in a per-thread buffer.
+fn with_stream<T>(v: &Value, f: impl Fn(&[u8]) -> T) -> T {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            value_stream(v, &mut buf);
+            let out = f(&buf);
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
+            }
+            out
+        }
+        Err(_) => {
+            let mut buf = Vec::new();
+            value_stream(v, &mut buf);
+            f(&buf)
+        }
+    })
+}
+
+/// [`hash_value`]'s digest of `v`.
 fn hash_of(v: &Value) -> u64 {
-    let mut h = Xxh3::new();
-    hash_value(v, &mut h);
-    h.digest()
+    with_stream(v, xxh3_64)
 }
 
 /// [`hash_of`] and a 128-bit hash of the same stream (the key of the message-token memo).
 fn hashes_of(v: &Value) -> (u64, u128) {
-    let mut h = Xxh3::new();
-    hash_value(v, &mut h);
-    (h.digest(), h.digest128())
+    with_stream(v, |b| (xxh3_64(b), xxh3_128(b)))
 }
 
 fn chain(prev: u64, next: u64) -> u64 {
@@ -366,6 +427,37 @@ mod tests {
 
     fn tool(name: &str, desc: &str) -> Value {
         json!({"type": "function", "function": {"name": name, "description": desc}})
+    }
+
+    /// The buffered hashes are the streaming hasher's, on the workload's messages and tools
+    /// and on values of every kind.
+    #[test]
+    fn buffered_hashes_are_streaming_hashes() {
+        let streaming = |v: &Value| {
+            let mut h = Xxh3::new();
+            hash_value(v, &mut h);
+            (h.digest(), h.digest128())
+        };
+        let mut values = vec![
+            json!(null),
+            json!([true, false, 1, -1, 18446744073709551615u64, 0.5, "x", {"k": [], "j": {}}]),
+            json!({"role": "system", "content": [{"type": "text", "text": "caf\u{e9}"}]}),
+        ];
+        let text = crate::test_workload();
+        for line in text.lines().step_by(5) {
+            let v: Value = serde_json::from_str(line).unwrap();
+            for key in ["messages", "tools", "input"] {
+                if let Some(Value::Array(a)) = v.pointer(&format!("/request/{key}")) {
+                    values.extend(a.iter().cloned());
+                }
+            }
+        }
+        assert!(values.len() > 500);
+        for v in &values {
+            let (h64, h128) = streaming(v);
+            assert_eq!(hash_of(v), h64, "{v}");
+            assert_eq!(hashes_of(v), (h64, h128), "{v}");
+        }
     }
 
     #[test]

@@ -147,7 +147,13 @@ impl RequestView {
     /// line without building the body): the same view, checks and errors as for the body
     /// holding these fields, with `messages` and `tools` moved into the view.
     pub fn chat_fields(mut f: ChatFields) -> Result<RequestView, RequestError> {
+        // `metadata` is checked last (as in `chat_checked_by`) and moved, not copied;
+        // `tool_choice` is not checked
+        let metadata = f.metadata.take();
+        let tool_choice = f.tool_choice.take();
         let mut view = Self::chat_checked_by(|k| f.get(k))?;
+        view.metadata = metadata_owned(metadata)?;
+        view.tool_choice = tool_choice;
         if let Some(Value::Array(a)) = f.messages.as_mut() {
             view.messages = std::mem::take(a);
         }
@@ -384,6 +390,15 @@ fn metadata_of(obj: &Map<String, Value>) -> Result<Option<Map<String, Value>>, R
     metadata_in(obj.get("metadata"))
 }
 
+/// [`metadata_in`] of a value the caller gives away (moved, not copied).
+fn metadata_owned(metadata: Option<Value>) -> Result<Option<Map<String, Value>>, RequestError> {
+    match metadata {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(RequestError::invalid_type("metadata", "an object")),
+    }
+}
+
 fn metadata_in(metadata: Option<&Value>) -> Result<Option<Map<String, Value>>, RequestError> {
     match metadata {
         None | Some(Value::Null) => Ok(None),
@@ -450,6 +465,9 @@ mod tests {
             json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "tools": null}),
             json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "tools": 3}),
             json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "metadata": 3}),
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "metadata": null, "tool_choice": {"type": "function"}}),
+            json!({"model": "auto", "messages": [], "metadata": 3}),
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "stream": "no", "metadata": 3}),
             json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "stream": "no"}),
             json!({"model": "auto", "messages": []}),
             json!({"model": "auto", "messages": [{"role": "wizard", "content": "hi"}]}),

@@ -467,17 +467,151 @@ pub fn count_messages_with(messages: &[Value], mut seen: impl FnMut(usize, &str,
 
 /// Tokens of tool schemas as sent (the compact JSON of each tool), an estimate of what the
 /// provider adds to the prompt for them.
+///
+/// Memoised per thread: tool schemas repeat from request to request, so each tool's count is
+/// remembered by a 128-bit hash (and the length) of [`encode_value`]'s bytes, which are cheaper
+/// to produce than the compact JSON (no escaping, no allocation) and equal only for equal
+/// values. The result is exactly [`count_tools_direct`]'s.
 pub fn count_tools(tools: &[Value]) -> usize {
-    tools
-        .iter()
-        .map(|t| count(&serde_json::to_string(t).unwrap_or_default()))
-        .sum()
+    tools.iter().map(count_tool).sum()
+}
+
+/// [`count_tools`] without the memo: the o200k tokens of each tool's compact JSON.
+pub fn count_tools_direct(tools: &[Value]) -> usize {
+    tools.iter().map(count_tool_direct).sum()
+}
+
+fn count_tool_direct(tool: &Value) -> usize {
+    count(&serde_json::to_string(tool).unwrap_or_default())
+}
+
+/// Tool counts remembered before the memo is emptied.
+const TOOL_CAP: usize = 1 << 12;
+/// A key buffer grown past this (a huge tool) is freed after use.
+const TOOL_BUF_MAX: usize = 1 << 20;
+
+#[derive(Default)]
+struct ToolMemo {
+    buf: Vec<u8>,
+    counts: FastMap<(u128, usize), usize>,
+}
+
+thread_local! {
+    static TOOL_MEMO: RefCell<ToolMemo> = RefCell::new(ToolMemo::default());
+}
+
+fn count_tool(tool: &Value) -> usize {
+    TOOL_MEMO.with(|m| {
+        let Ok(mut m) = m.try_borrow_mut() else {
+            return count_tool_direct(tool);
+        };
+        let m = &mut *m;
+        m.buf.clear();
+        encode_value(tool, &mut m.buf);
+        let key = (xxhash_rust::xxh3::xxh3_128(&m.buf), m.buf.len());
+        if m.buf.capacity() > TOOL_BUF_MAX {
+            m.buf = Vec::new();
+        }
+        if let Some(&n) = m.counts.get(&key) {
+            return n;
+        }
+        let n = count_tool_direct(tool);
+        if m.counts.len() >= TOOL_CAP {
+            m.counts.clear();
+        }
+        m.counts.insert(key, n);
+        n
+    })
+}
+
+/// Appends an unambiguous encoding of `v` to `out`: a tag per kind, lengths before strings,
+/// arrays and objects, numbers as they print between tags. Two values get the same bytes only
+/// when they are equal, keys in the same order — so they serialize to the same JSON.
+pub fn encode_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Null => out.push(b'n'),
+        Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+        Value::Number(n) => {
+            use std::io::Write as _;
+            out.push(b'#');
+            // writing to a Vec cannot fail
+            let _ = write!(out, "{n}");
+            out.push(b';');
+        }
+        Value::String(s) => {
+            out.push(b's');
+            out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            out.extend_from_slice(&(a.len() as u64).to_le_bytes());
+            for x in a {
+                encode_value(x, out);
+            }
+        }
+        Value::Object(o) => {
+            out.push(b'{');
+            out.extend_from_slice(&(o.len() as u64).to_le_bytes());
+            for (k, x) in o {
+                out.extend_from_slice(&(k.len() as u64).to_le_bytes());
+                out.extend_from_slice(k.as_bytes());
+                encode_value(x, out);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The memoised `count_tools` gives the direct count, first time and from the memo, and
+    /// values that print differently never share a memo key.
+    #[test]
+    fn count_tools_memo_is_exact() {
+        let tools = vec![
+            json!({"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1, "maximum": 14}}, "required": ["city"]}}}),
+            json!({"type": "function", "function": {"name": "f", "parameters": {"x": 1}}}),
+            json!({"type": "function", "function": {"name": "f", "parameters": {"x": 1.0}}}),
+            json!({"type": "function", "function": {"name": "f", "parameters": {"x": -1}}}),
+            json!({"type": "function", "function": {"name": "f", "parameters": {"x": 18446744073709551615u64}}}),
+            json!({"type": "function", "function": {"parameters": {"x": 1}, "name": "f"}}),
+            json!({"type": "function", "function": {"name": "caf\u{e9} \"quoted\"\n\u{1}", "strict": true, "x": null, "y": false}}),
+            json!(["ab"]),
+            json!(["a", "b"]),
+            json!([["a"], "b"]),
+            json!({"a": "b"}),
+            json!({"ab": ""}),
+            json!("{\"a\":\"b\"}"),
+            json!(1e300),
+            json!(0.1),
+            json!([]),
+            json!({}),
+        ];
+        for _ in 0..2 {
+            for t in &tools {
+                assert_eq!(
+                    count_tools(std::slice::from_ref(t)),
+                    count_tools_direct(std::slice::from_ref(t)),
+                    "{t}"
+                );
+            }
+            assert_eq!(count_tools(&tools), count_tools_direct(&tools));
+        }
+        let mut keys = std::collections::HashSet::new();
+        let mut json = std::collections::HashSet::new();
+        for t in &tools {
+            let mut b = Vec::new();
+            encode_value(t, &mut b);
+            keys.insert(b);
+            json.insert(serde_json::to_string(t).unwrap());
+        }
+        assert_eq!(keys.len(), json.len());
+        assert_eq!(keys.len(), tools.len());
+    }
 
     #[test]
     fn memoised_count_is_exact() {

@@ -322,10 +322,17 @@ fn apply_no_bounce(d: &mut Decision, view: &RequestView, hints: &Hints, policy: 
     let start = earlier.len().saturating_sub(8);
     let mut floor = current;
     for &end in &earlier[start..] {
+        // field by field: `..view.clone()` would copy every turn and message first
         let prefix = RequestView {
+            api: view.api,
+            model: view.model.clone(),
             turns: view.turns[..end].to_vec(),
             messages: view.messages[..end.min(view.messages.len())].to_vec(),
-            ..view.clone()
+            stream: view.stream,
+            tools: view.tools.clone(),
+            structured_output: view.structured_output,
+            metadata: view.metadata.clone(),
+            tool_choice: view.tool_choice.clone(),
         };
         let s = Signals::compute(&prefix, hints);
         let past = route_auto(&prefix, &s, hints, policy);
