@@ -429,6 +429,22 @@ def per_task(B):
             print(f'  {t:18s} {a[0]:.3f} / {a[1] * 100:.1f}%')
 
 
+def correlations(B):
+    """Spearman correlation of each feature with the gain label within single tasks."""
+    from scipy.stats import spearmanr
+    sets = [(B['lrall'], t) for t in ['gsm8k', 'math', 'agentverse-mgsm', 'mmlu', 'gpqa', 'arc_challenge']] + \
+        [(B['mm'], c) for c in ['math', 'physics', 'law', 'history']]
+    print(f'  {"feature":20s} ' + ' '.join(f'{t[:11]:>11s}' for _, t in sets))
+    for j, n in enumerate(FEATS):
+        row = []
+        for b, t in sets:
+            m = b['cat'] == t
+            f, g = b['X'][m, j], gain_label(b['Y'][m])
+            ok = ~np.isnan(g)
+            row.append(spearmanr(f[ok], g[ok]).statistic if f[ok].std() > 0 else np.nan)
+        print(f'  {n:20s} ' + ' '.join(f'{v:+11.3f}' for v in row))
+
+
 def within_task_bound(B):
     """Trained on the held-out task's OWN labels (5-fold CV inside the task, ridge of the gain
     label): the most a linear model on these features can get within a task."""
@@ -506,6 +522,8 @@ def candidates(data, dump):
         show(f'difficulty head blend {beta}', scenarios(lambda beta=beta: HardnessBlend(beta), B))
     print('== within-task bound: trained on the held-out task\'s own labels (5-fold CV inside it), 3 pairs each')
     within_task_bound(B)
+    print('== within-task Spearman correlation of each feature with the gain label (llmrouter tasks, then mmlu_pro)')
+    correlations(B)
 
 
 if __name__ == '__main__':
