@@ -429,6 +429,35 @@ def per_task(B):
             print(f'  {t:18s} {a[0]:.3f} / {a[1] * 100:.1f}%')
 
 
+def knn_candidates(B):
+    """kNN over the static embedding (cosine, similarity-weighted, k neighbours) from the other
+    tasks' rows: their gain label, or their difficulty (1 - mean score), for the held-out task."""
+    def unit(e):
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-9)
+
+    def knn(etr, v, ete, k):
+        sim = unit(ete) @ unit(etr).T
+        idx = np.argpartition(-sim, k, axis=1)[:, :k]
+        w = np.maximum(np.take_along_axis(sim, idx, 1), 0) + 1e-9
+        return (v[idx] * w).sum(1) / w.sum(1)
+    for name, b, tasks, pairs, models in [('mmlu_pro categories', B['mm'], CATS, MP3, B['mmod']),
+                                          ('llmrouter tasks', B['lrall'], TASKS, LP3, B['lm'])]:
+        for k in (20, 100):
+            res = {'gain': [], 'difficulty': []}
+            for t in tasks:
+                m = b['cat'] == t
+                te, tr = sub(b, m), sub(b, ~m)
+                g = gain_label(tr['Y'])
+                ok = ~np.isnan(g)
+                for key, s in (('gain', knn(tr['E'][ok], g[ok], te['E'], k)),
+                               ('difficulty', knn(tr['E'], 1 - np.nanmean(tr['Y'], 1), te['E'], k))):
+                    res[key] += [[pm(s, te['Y'][:, models.index(p[0])], te['Y'][:, models.index(p[1])])[q]
+                                  for q in ('apgr', 'cpt50')] for p in pairs]
+            print(f'  {name:20s} k={k:<3d} ' + '  '.join(
+                f'kNN {key}: {np.nanmean(np.array(v), 0)[0]:.3f} / {np.nanmean(np.array(v), 0)[1] * 100:.1f}%'
+                for key, v in res.items()), flush=True)
+
+
 def correlations(B):
     """Spearman correlation of each feature with the gain label within single tasks."""
     from scipy.stats import spearmanr
@@ -522,6 +551,8 @@ def candidates(data, dump):
         show(f'difficulty head blend {beta}', scenarios(lambda beta=beta: HardnessBlend(beta), B))
     print('== within-task bound: trained on the held-out task\'s own labels (5-fold CV inside it), 3 pairs each')
     within_task_bound(B)
+    print('== kNN over the static embedding, from the other tasks (held-out task, 3 pairs each)')
+    knn_candidates(B)
     print('== within-task Spearman correlation of each feature with the gain label (llmrouter tasks, then mmlu_pro)')
     correlations(B)
 
