@@ -260,10 +260,8 @@ fn message_tokens(m: &Value) -> u32 {
 }
 
 fn is_static_role(m: &Value) -> bool {
-    matches!(
-        m.get("role").and_then(Value::as_str),
-        Some("system" | "developer")
-    )
+    let [role] = tokens::fields_of(m, ["role"]);
+    matches!(role.and_then(Value::as_str), Some("system" | "developer"))
 }
 
 fn push_prefixes(segments: &[(u64, u32)], out: &mut Vec<Prefix>) {

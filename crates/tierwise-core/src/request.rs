@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::tokens::content_text;
+use crate::tokens::{content_text, fields_of};
 
 /// Which OpenAI endpoint the body is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,10 +195,11 @@ impl RequestView {
         for (i, m) in messages.iter().enumerate() {
             // named only when a check fails (no allocation per message otherwise)
             let param = || format!("messages[{i}]");
-            let mo = m
-                .as_object()
-                .ok_or_else(|| RequestError::invalid_type(&param(), "an object"))?;
-            let role = match mo.get("role") {
+            if !m.is_object() {
+                return Err(RequestError::invalid_type(&param(), "an object"));
+            }
+            let [role, content, tool_calls] = fields_of(m, ["role", "content", "tool_calls"]);
+            let role = match role {
                 Some(Value::String(r)) => r.clone(),
                 Some(_) => {
                     return Err(RequestError::invalid_type(
@@ -217,7 +218,7 @@ impl RequestView {
                     format!("Invalid value for '{}.role': {role:?}.", param()),
                 ));
             }
-            let text = match mo.get("content") {
+            let text = match content {
                 None | Some(Value::Null) => String::new(),
                 Some(c @ (Value::String(_) | Value::Array(_))) => content_text(c),
                 Some(_) => {
@@ -227,8 +228,7 @@ impl RequestView {
                     ));
                 }
             };
-            let tool_calls = mo
-                .get("tool_calls")
+            let tool_calls = tool_calls
                 .and_then(Value::as_array)
                 .map(|calls| {
                     calls
@@ -376,7 +376,13 @@ impl RequestView {
 
     /// A metadata value as a string (OpenAI metadata values are strings; booleans tolerated).
     pub fn metadata_str(&self, key: &str) -> Option<String> {
-        let v = self.metadata.as_ref()?.get(key)?;
+        let m = self.metadata.as_ref()?;
+        // keys are unique: a small map is searched in one pass, without hashing `key`
+        let v = if m.len() <= 8 {
+            m.iter().find(|(k, _)| k.as_str() == key)?.1
+        } else {
+            m.get(key)?
+        };
         match v {
             Value::String(s) => Some(s.clone()),
             Value::Bool(b) => Some(b.to_string()),
@@ -482,6 +488,29 @@ mod tests {
                 }
             }
             assert_eq!(RequestView::chat_fields(f), RequestView::chat(&b), "{b}");
+        }
+    }
+
+    #[test]
+    fn metadata_str_small_and_large_maps() {
+        for n in [0, 3, 8, 9, 30] {
+            let mut m = Map::new();
+            for i in 0..n {
+                m.insert(format!("k{i}"), json!(format!("v{i}")));
+            }
+            m.insert("flag".into(), json!(true));
+            m.insert("n".into(), json!(7));
+            m.insert("o".into(), json!({}));
+            let v = RequestView::chat(&json!({"model": "auto", "metadata": m,
+                "messages": [{"role": "user", "content": "hi"}]}))
+            .unwrap();
+            assert_eq!(v.metadata_str("flag").as_deref(), Some("true"));
+            assert_eq!(v.metadata_str("n").as_deref(), Some("7"));
+            assert_eq!(v.metadata_str("o"), None);
+            assert_eq!(v.metadata_str("missing"), None);
+            for i in 0..n {
+                assert_eq!(v.metadata_str(&format!("k{i}")), Some(format!("v{i}")));
+            }
         }
     }
 

@@ -427,6 +427,31 @@ pub fn content_str(content: &Value) -> Cow<'_, str> {
     }
 }
 
+/// Objects with at most this many entries are searched by [`fields_of`] in one pass.
+const SCAN_MAX_ENTRIES: usize = 8;
+
+/// `keys.map(|k| v.get(k))`: the values of `keys` in `v` (`None`: absent, or `v` is not an
+/// object). A small object (a message, a content part) is searched in one pass over its
+/// entries — keys are unique, so the first equal key is the one `get` finds — instead of one
+/// hashed lookup per key.
+pub fn fields_of<'a, const N: usize>(v: &'a Value, keys: [&str; N]) -> [Option<&'a Value>; N] {
+    let Value::Object(obj) = v else {
+        return [None; N];
+    };
+    if obj.len() > SCAN_MAX_ENTRIES {
+        return keys.map(|k| obj.get(k));
+    }
+    let mut out = [None; N];
+    for (k, x) in obj {
+        if let Some(i) = keys.iter().position(|w| *w == k.as_str())
+            && let Some(slot) = out.get_mut(i)
+        {
+            *slot = Some(x);
+        }
+    }
+    out
+}
+
 /// Prompt tokens of a chat `messages` array, the way the provider bills them
 /// (content + role + per-message overhead + reply priming). Tool calls in assistant
 /// messages are counted from their JSON arguments and names.
@@ -440,19 +465,21 @@ pub fn count_messages_with(messages: &[Value], mut seen: impl FnMut(usize, &str,
     let mut total = REPLY_PRIMING;
     for (i, m) in messages.iter().enumerate() {
         total += PER_MESSAGE;
-        if let Some(role) = m.get("role").and_then(Value::as_str) {
+        let [role, name, content, tool_calls] =
+            fields_of(m, ["role", "name", "content", "tool_calls"]);
+        if let Some(role) = role.and_then(Value::as_str) {
             total += count(role);
         }
-        if let Some(name) = m.get("name").and_then(Value::as_str) {
+        if let Some(name) = name.and_then(Value::as_str) {
             total += count(name) + 1;
         }
-        if let Some(c) = m.get("content") {
+        if let Some(c) = content {
             let text = content_str(c);
             let n = count(&text);
             seen(i, &text, n);
             total += n;
         }
-        if let Some(calls) = m.get("tool_calls").and_then(Value::as_array) {
+        if let Some(calls) = tool_calls.and_then(Value::as_array) {
             for call in calls {
                 if let Some(f) = call.get("function") {
                     total += count(f.get("name").and_then(Value::as_str).unwrap_or(""));
@@ -566,6 +593,29 @@ pub fn encode_value(v: &Value, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `fields_of` finds what `get` finds, on small and large objects and non-objects.
+    #[test]
+    fn fields_of_is_get() {
+        let mut big = serde_json::Map::new();
+        for i in 0..20 {
+            big.insert(format!("k{i}"), json!(i));
+        }
+        big.insert("role".into(), json!("user"));
+        let values = [
+            json!({"role": "user", "content": "hi"}),
+            json!({"content": null, "role": 3, "name": "n", "tool_calls": [], "x": 1}),
+            json!({}),
+            json!([1, 2]),
+            json!("role"),
+            json!(null),
+            Value::Object(big),
+        ];
+        let keys = ["role", "name", "content", "tool_calls", "k3"];
+        for v in &values {
+            assert_eq!(fields_of(v, keys), keys.map(|k| v.get(k)), "{v}");
+        }
+    }
 
     /// The memoised `count_tools` gives the direct count, first time and from the memo, and
     /// values that print differently never share a memo key.
