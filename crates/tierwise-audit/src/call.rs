@@ -12,13 +12,17 @@
 //!   tokens (messages + tool schemas), output 0, and marked estimated.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tierwise_core::cost::{ServiceTier, Usage, UsageFields};
 use tierwise_core::request::{ChatFields, RequestView};
 use tierwise_core::tokens;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+use crate::agg::FastMap;
 
 /// A parsed call.
 #[derive(Debug, Clone)]
@@ -198,7 +202,9 @@ impl<'de> serde::Deserialize<'de> for LiteRequest {
                 let mut tier = None;
                 // duplicate keys: the last wins, as in a `Value` map
                 while let Some(KeyText(key)) = map.next_key::<KeyText>()? {
-                    if let Some(slot) = chat.slot(&key) {
+                    if key == "tools" {
+                        chat.tools = Some(map.next_value::<MemoArray>()?.0);
+                    } else if let Some(slot) = chat.slot(&key) {
                         *slot = Some(map.next_value()?);
                     } else if key == "service_tier" {
                         tier = Some(map.next_value()?);
@@ -213,6 +219,86 @@ impl<'de> serde::Deserialize<'de> for LiteRequest {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// An array (a chat body's `tools`) as a `Value`: each element parsed from its raw JSON text
+/// by [`RawMemo`] — copied from the same text parsed before when it repeats (tool schemas
+/// repeat from call to call), which costs less than parsing it again. Anything but an array is
+/// an error (the caller falls back to the `Value` path).
+struct MemoArray(Value);
+
+impl<'de> serde::Deserialize<'de> for MemoArray {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MemoArray;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<MemoArray, A::Error> {
+                let mut out = Vec::new();
+                while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                    let v = RAW_MEMO.with(|m| match m.try_borrow_mut() {
+                        Ok(mut m) => m.value(raw.get()),
+                        Err(_) => RawMemo::parse(raw.get()),
+                    });
+                    out.push(v.map_err(serde::de::Error::custom)?);
+                }
+                Ok(MemoArray(Value::Array(out)))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+thread_local! {
+    static RAW_MEMO: RefCell<RawMemo> = RefCell::new(RawMemo::default());
+}
+
+/// Array elements by their raw JSON text (text and value). A hit is checked against the whole
+/// text, not only its hash.
+#[derive(Default)]
+struct RawMemo {
+    values: FastMap<u64, (Box<str>, Value)>,
+}
+
+impl RawMemo {
+    /// Longer elements are parsed every time (not kept).
+    const MAX_BYTES: usize = 1 << 16;
+    const VALUES_CAP: usize = 1 << 10;
+    /// The `Value` parse of the whole line stops at 128 nested arrays/objects, counted from
+    /// the line; a parse of the element alone counts from the element. An element that opens
+    /// more than this many (three levels are above it) is refused, so both parses agree.
+    const MAX_OPENS: usize = 100;
+
+    fn parse(raw: &str) -> Result<Value, String> {
+        let opens = raw.bytes().filter(|&b| b == b'{' || b == b'[').count();
+        if opens > Self::MAX_OPENS {
+            return Err("deeply nested element".to_string());
+        }
+        serde_json::from_str(raw).map_err(|e| e.to_string())
+    }
+
+    fn value(&mut self, raw: &str) -> Result<Value, String> {
+        if raw.len() > Self::MAX_BYTES {
+            return Self::parse(raw);
+        }
+        let h = xxhash_rust::xxh3::xxh3_64(raw.as_bytes());
+        if let Some((text, v)) = self.values.get(&h)
+            && **text == *raw
+        {
+            return Ok(v.clone());
+        }
+        let v = Self::parse(raw)?;
+        if self.values.len() >= Self::VALUES_CAP {
+            self.values.clear();
+        }
+        self.values.insert(h, (raw.into(), v.clone()));
+        Ok(v)
     }
 }
 
@@ -779,7 +865,25 @@ mod tests {
             br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"usage": 12, "model": "r"}}"#,
             br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"usage": {"prompt_tokens": 18446744073709551616, "completion_tokens": 1}}}"#,
         ];
-        for line in lines.iter().map(|l| l.as_bytes()).chain(odd) {
+        // nesting around the depth limit in tools; odd tools seen twice (remembered): a lone
+        // surrogate, escapes, numbers of each kind
+        let mut generated: Vec<Vec<u8>> = Vec::new();
+        for depth in [95, 98, 99, 100, 101, 120, 124, 125, 126, 127, 130] {
+            let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            generated.push(format!(r#"{{"request": {{"model": "m", "messages": [{{"role": "user", "content": "hi"}}], "tools": [{deep}]}}}}"#).into_bytes());
+        }
+        let long = "y".repeat(300);
+        for _ in 0..3 {
+            generated.push(format!(r#"{{"request": {{"model": "m", "messages": [{{"role": "user", "content": "hi"}}], "tools": [{{"type": "function", "function": {{"name": "f", "description": "{long} \ud800"}}}}]}}}}"#).into_bytes());
+            generated.push(format!(r#"{{"request": {{"model": "m", "messages": [{{"role": "user", "content": "hi"}}], "tools": [{{"type": "function", "function": {{"name": "f", "description": "{long} \u00e9\n", "parameters": {{"x": 1.5e3, "y": -2, "z": 18446744073709551615, "w": [true, null]}}}}}}, 1, null, "t"]}}}}"#).into_bytes());
+            generated.push(br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [{"a": 1, "a": 2}]}}"#.to_vec());
+        }
+        for line in lines
+            .iter()
+            .map(|l| l.as_bytes())
+            .chain(odd)
+            .chain(generated.iter().map(Vec::as_slice))
+        {
             assert_eq!(
                 fast(line),
                 reference(line),
