@@ -8,11 +8,15 @@ task" figures of router/README.md (NumPy; the pair metric is `tierwise eval`'s: 
 
   python3 crates/tierwise-eval/examples/within_task.py ceiling DATA_DIR
   python3 crates/tierwise-eval/examples/within_task.py candidates DATA_DIR DUMP_DIR
+  python3 crates/tierwise-eval/examples/within_task.py subset DATA_DIR OUT_DIR llmrouter|mmlu_pro TASK...
+  python3 crates/tierwise-eval/examples/within_task.py minilm OUT_DIR llmrouter|mmlu_pro
 
 DATA_DIR = ../shared/data/routing.  DUMP_DIR holds `dump_features` output of the current code:
   for s in "mmlu_pro mmlu" "llmrouter train lrtrain" "llmrouter test lrtest"; do set -- $s
     cargo run --release -p tierwise-eval --example dump_features -- $D/$1 ${3:+$2} DUMP_DIR/${3:-$2}; done
-(i.e. DUMP_DIR/mmlu, DUMP_DIR/lrtrain, DUMP_DIR/lrtest).  numpy + scipy.  ~1 min (ceiling), ~3 min
+(i.e. DUMP_DIR/mmlu, DUMP_DIR/lrtrain, DUMP_DIR/lrtest).  `subset` writes the rows of some tasks to
+OUT_DIR (outcomes.jsonl + models.json) for `dump_minilm -- OUT_DIR OUT_DIR/x 1536`; `minilm` then
+gives the within-task bound of all-MiniLM-L6-v2 embeddings on them.  numpy + scipy.  ~1 min (ceiling), ~3 min
 (candidates) on a busy core.
 """
 import gzip
@@ -557,6 +561,54 @@ def candidates(data, dump):
     correlations(B)
 
 
+def subset(data, out, name, tasks):
+    import os
+    import shutil
+    os.makedirs(out, exist_ok=True)
+    files = ['outcomes_train.jsonl.gz', 'outcomes_test.jsonl.gz'] if name == 'llmrouter' else ['outcomes.jsonl.gz']
+    shutil.copy(f'{data}/{name}/models.json', out)
+    with open(f'{out}/outcomes.jsonl', 'w') as o:
+        for f in files:
+            for line in gzip.open(f'{data}/{name}/{f}', 'rt'):
+                if json.loads(line).get('category') in tasks:
+                    o.write(line)
+
+
+def minilm(d, name):
+    """Within-task bound of the all-MiniLM-L6-v2 embedding (5-fold CV inside each task, its own
+    labels): ridge of the gain label, or kNN (k = 20) of the gain label / difficulty."""
+    rows = rows_of(f'{d}/outcomes.jsonl')
+    e_all = np.fromfile(f'{d}/x.minilm.f32', dtype='<f4').reshape(len(rows), 384).astype(np.float64)
+    e_all /= np.maximum(np.linalg.norm(e_all, axis=1, keepdims=True), 1e-9)
+    models = sorted({m for r in rows for m in r['outcomes']})
+    y_all, cat = ymat(rows, models), np.array([r.get('category') for r in rows])
+    pairs = LP3 if name == 'llmrouter' else MP3
+    rng = np.random.default_rng(1)
+    for method in ('ridge L2 1', 'ridge L2 10', 'kNN gain', 'kNN difficulty'):
+        res = []
+        for t in sorted(set(cat)):
+            m = cat == t
+            e, y = e_all[m], y_all[m]
+            g, f, s = gain_label(y), rng.integers(0, 5, m.sum()), np.zeros(m.sum())
+            for k in range(5):
+                tr = (f != k) & ~np.isnan(g)
+                if method.startswith('ridge'):
+                    mu, sd = e[tr].mean(0), e[tr].std(0).clip(1e-6)
+                    u = (e[tr] - mu) / sd
+                    w = np.linalg.solve(u.T @ u / len(u) + float(method.split()[-1]) * np.eye(384),
+                                        u.T @ (g[tr] - g[tr].mean()) / len(u))
+                    s[f == k] = ((e[f == k] - mu) / sd) @ w
+                else:
+                    v = g if 'gain' in method else 1 - np.nanmean(y, 1)
+                    sim = e[f == k] @ e[tr].T
+                    idx = np.argpartition(-sim, 20, axis=1)[:, :20]
+                    ww = np.maximum(np.take_along_axis(sim, idx, 1), 0) + 1e-9
+                    s[f == k] = (v[tr][idx] * ww).sum(1) / ww.sum(1)
+            res += [[pm(s, y[:, models.index(p[0])], y[:, models.index(p[1])])[q] for q in ('apgr', 'cpt50')] for p in pairs]
+        a = np.nanmean(np.array(res), 0)
+        print(f'  MiniLM, within-task 5-fold, {method:15s} {a[0]:.3f} / {a[1] * 100:.1f}%', flush=True)
+
+
 if __name__ == '__main__':
     import warnings
     warnings.filterwarnings('ignore')
@@ -564,5 +616,9 @@ if __name__ == '__main__':
         ceiling(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == 'candidates':
         candidates(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) >= 6 and sys.argv[1] == 'subset':
+        subset(sys.argv[2], sys.argv[3], sys.argv[4], set(sys.argv[5:]))
+    elif len(sys.argv) == 4 and sys.argv[1] == 'minilm':
+        minilm(sys.argv[2], sys.argv[3])
     else:
         sys.exit(__doc__)
