@@ -1048,18 +1048,37 @@ fn read_lines(
     let mut line_no = 0u64;
     let mut calls = 0u64;
     let mut batch = WorkBatch::new(source, 1, pool);
+    // Lines are copied from the reader's buffer straight onto the end of the batch's buffer
+    // (what `read_until(b'\n', …)` reads, with a vectorized newline search).
+    let mut start = 0usize;
     loop {
-        // the line is read straight onto the end of the batch's buffer
-        let start = batch.data.len();
-        let n = reader
-            .read_until(b'\n', &mut batch.data)
-            .map_err(|source| AuditError::Read {
-                name: name.to_string(),
-                line: line_no + 1,
-                source,
-            })?;
-        if n == 0 {
-            break;
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(AuditError::Read {
+                    name: name.to_string(),
+                    line: line_no + 1,
+                    source,
+                });
+            }
+        };
+        let (used, line_done) = match memchr::memchr(b'\n', available) {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        let at_end = available.is_empty();
+        batch
+            .data
+            .extend_from_slice(available.get(..used).unwrap_or_default());
+        reader.consume(used);
+        // a line ends at its newline, or at the end of the input when it has none
+        let line_ends = line_done || (at_end && batch.data.len() > start);
+        if !line_ends {
+            if at_end {
+                break;
+            }
+            continue;
         }
         line_no += 1;
         let line = batch.data.get(start..).unwrap_or_default();
@@ -1076,6 +1095,10 @@ fn read_lines(
                 return Ok(calls);
             }
         }
+        start = batch.data.len();
+        if at_end {
+            break;
+        }
     }
     if batch.len() > 0 {
         let _ = work.tx.send(batch);
@@ -1086,4 +1109,68 @@ fn read_lines(
 /// Names of the inputs, for messages.
 pub fn input_names(inputs: &[PathBuf]) -> Vec<InputSpec> {
     inputs.iter().map(|p| InputSpec::parse(p)).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+
+    /// `read_lines` batches the lines `read_until(b'\n')` reads (newlines kept, a last line
+    /// without one, blank lines), numbered from 1, whatever the reader's buffer size.
+    #[test]
+    fn read_lines_reads_what_read_until_reads() {
+        let mut text = String::new();
+        for i in 0..700 {
+            match i % 7 {
+                0 => text.push('\n'),
+                1 => text.push_str("  \r\n"),
+                _ => text.push_str(&format!(
+                    "{{\"n\": {i}, \"pad\": \"{}\"}}\n",
+                    "x".repeat(i % 50)
+                )),
+            }
+        }
+        for input in [
+            text.clone(),
+            format!("{text}last without newline"),
+            String::new(),
+            "a".into(),
+        ] {
+            let mut expected = Vec::new();
+            let mut r = std::io::Cursor::new(input.as_bytes());
+            loop {
+                let mut line = Vec::new();
+                if std::io::BufRead::read_until(&mut r, b'\n', &mut line).unwrap() == 0 {
+                    break;
+                }
+                expected.push(line);
+            }
+            let want_calls = expected
+                .iter()
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .count() as u64;
+            for cap in [1, 5, 64, 1 << 16] {
+                let pool = BufferPool::default();
+                let (tx, rx) = sync_channel::<WorkBatch>(1024);
+                let work = Work { tx, pool: &pool };
+                let mut reader: Box<dyn BufRead + Send> =
+                    Box::new(std::io::BufReader::with_capacity(
+                        cap,
+                        std::io::Cursor::new(input.clone().into_bytes()),
+                    ));
+                let stop = AtomicBool::new(false);
+                let calls = read_lines(&mut reader, "t", 0, &work, &stop).unwrap();
+                drop(work);
+                let mut got: Vec<Vec<u8>> = Vec::new();
+                for b in rx.iter() {
+                    assert_eq!(b.first_line, got.len() as u64 + 1);
+                    assert!(b.len() <= BATCH_LINES);
+                    got.extend(b.lines().map(<[u8]>::to_vec));
+                }
+                assert_eq!(got, expected, "buffer {cap}");
+                assert_eq!(calls, want_calls);
+            }
+        }
+    }
 }
