@@ -14,7 +14,6 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use serde_json::Value;
 
@@ -62,7 +61,7 @@ fn short_key_at(s: &[u8], p: usize, len: usize) -> (u64, u64) {
 
 #[derive(Default)]
 struct Memo {
-    whole: HashMap<(u128, usize), usize>,
+    whole: FastMap<(u128, usize), usize>,
     short: ShortMemo,
     pieces: FastMap<Box<str>, u32>,
 }
