@@ -381,8 +381,9 @@ pub fn categorize(view: &RequestView, signals: &Signals, hints: &Hints) -> Cow<'
     if hits.has(U::Puzzle) || hits.has(U::Latex) {
         return Cow::Borrowed("reasoning");
     }
-    if user.contains("```") || looks_like_code(head) || hits.has(U::CodeDef) || hits.has(U::CodeAsk)
-    {
+    // a vectorized byte search first: most prompts have no backtick at all
+    let fence = memchr::memchr(b'`', user.as_bytes()).is_some() && user.contains("```");
+    if fence || looks_like_code(head) || hits.has(U::CodeDef) || hits.has(U::CodeAsk) {
         return Cow::Borrowed("coding");
     }
     let has_number = user.bytes().any(|b| b.is_ascii_digit()) || hits.has(U::NumberWord);
