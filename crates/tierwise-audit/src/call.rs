@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -80,8 +81,9 @@ enum Request {
     /// As a `Value` (the reference path, and a `null` request).
     Body(Value),
     /// A chat completions body (it has `messages`) read as the fields its view is built from,
-    /// and its `service_tier`; its other keys are checked like any value and dropped.
-    Chat(Box<ChatFields>, Option<Value>),
+    /// its `service_tier`, and its `tools` when they are an array (shared, see [`SharedTools`];
+    /// then not in the fields); its other keys are checked like any value and dropped.
+    Chat(Box<ChatFields>, Option<Value>, Option<Arc<[Value]>>),
 }
 
 /// The fields, read without building the parts the audit does not use: a chat request is read
@@ -200,10 +202,11 @@ impl<'de> serde::Deserialize<'de> for LiteRequest {
             ) -> Result<LiteRequest, A::Error> {
                 let mut chat = ChatFields::default();
                 let mut tier = None;
+                let mut tools = None;
                 // duplicate keys: the last wins, as in a `Value` map
                 while let Some(KeyText(key)) = map.next_key::<KeyText>()? {
                     if key == "tools" {
-                        chat.tools = Some(map.next_value::<MemoArray>()?.0);
+                        tools = Some(map.next_value::<SharedTools>()?.0);
                     } else if let Some(slot) = chat.slot(&key) {
                         *slot = Some(map.next_value()?);
                     } else if key == "service_tier" {
@@ -215,90 +218,80 @@ impl<'de> serde::Deserialize<'de> for LiteRequest {
                 if chat.messages.is_none() {
                     return Err(serde::de::Error::custom("not a chat completions body"));
                 }
-                Ok(LiteRequest(Request::Chat(Box::new(chat), tier)))
+                Ok(LiteRequest(Request::Chat(Box::new(chat), tier, tools)))
             }
         }
         d.deserialize_any(V)
     }
 }
 
-/// An array (a chat body's `tools`) as a `Value`: each element parsed from its raw JSON text
-/// by [`RawMemo`] — copied from the same text parsed before when it repeats (tool schemas
-/// repeat from call to call), which costs less than parsing it again. Anything but an array is
-/// an error (the caller falls back to the `Value` path).
-struct MemoArray(Value);
+/// A chat body's `tools` array, parsed once per distinct raw JSON text and shared after that
+/// ([`ToolsMemo`]): tool schemas repeat from call to call, and a shared list costs neither a
+/// parse nor a copy. Anything but an array is an error (the caller falls back to the `Value`
+/// path).
+struct SharedTools(Arc<[Value]>);
 
-impl<'de> serde::Deserialize<'de> for MemoArray {
+impl<'de> serde::Deserialize<'de> for SharedTools {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = MemoArray;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an array")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<MemoArray, A::Error> {
-                let mut out = Vec::new();
-                while let Some(raw) = seq.next_element::<&'de RawValue>()? {
-                    let v = RAW_MEMO.with(|m| match m.try_borrow_mut() {
-                        Ok(mut m) => m.value(raw.get()),
-                        Err(_) => RawMemo::parse(raw.get()),
-                    });
-                    out.push(v.map_err(serde::de::Error::custom)?);
-                }
-                Ok(MemoArray(Value::Array(out)))
-            }
-        }
-        d.deserialize_seq(V)
+        let raw = <&'de RawValue>::deserialize(d)?.get();
+        let tools = TOOLS_MEMO.with(|m| match m.try_borrow_mut() {
+            Ok(mut m) => m.tools(raw),
+            Err(_) => ToolsMemo::parse(raw),
+        });
+        tools.map(SharedTools).map_err(serde::de::Error::custom)
     }
 }
 
 thread_local! {
-    static RAW_MEMO: RefCell<RawMemo> = RefCell::new(RawMemo::default());
+    static TOOLS_MEMO: RefCell<ToolsMemo> = RefCell::new(ToolsMemo::default());
 }
 
-/// Array elements by their raw JSON text (text and value). A hit is checked against the whole
-/// text, not only its hash.
+/// Tool lists by their raw JSON text. A hit is checked against the whole text, not only its
+/// hash.
 #[derive(Default)]
-struct RawMemo {
-    values: FastMap<u64, (Box<str>, Value)>,
+struct ToolsMemo {
+    lists: FastMap<u64, (Box<str>, Arc<[Value]>)>,
 }
 
-impl RawMemo {
-    /// Longer elements are parsed every time (not kept).
-    const MAX_BYTES: usize = 1 << 16;
-    const VALUES_CAP: usize = 1 << 10;
+impl ToolsMemo {
+    /// Longer lists are parsed every time (not kept).
+    const MAX_BYTES: usize = 1 << 18;
+    const CAP: usize = 256;
     /// The `Value` parse of the whole line stops at 128 nested arrays/objects, counted from
-    /// the line; a parse of the element alone counts from the element. An element that opens
-    /// more than this many (three levels are above it) is refused, so both parses agree.
+    /// the line; a parse of the list alone counts from the list. A list that opens more than
+    /// this many (two levels are above it) is refused, so both parses agree.
     const MAX_OPENS: usize = 100;
 
-    fn parse(raw: &str) -> Result<Value, String> {
+    /// The list `raw` is, if it is an array.
+    fn parse(raw: &str) -> Result<Arc<[Value]>, String> {
+        if !raw.starts_with('[') {
+            return Err("tools: not an array".to_string());
+        }
         let opens = raw.bytes().filter(|&b| b == b'{' || b == b'[').count();
         if opens > Self::MAX_OPENS {
-            return Err("deeply nested element".to_string());
+            return Err("tools: deeply nested".to_string());
         }
-        serde_json::from_str(raw).map_err(|e| e.to_string())
+        serde_json::from_str::<Vec<Value>>(raw)
+            .map(Arc::from)
+            .map_err(|e| e.to_string())
     }
 
-    fn value(&mut self, raw: &str) -> Result<Value, String> {
+    fn tools(&mut self, raw: &str) -> Result<Arc<[Value]>, String> {
         if raw.len() > Self::MAX_BYTES {
             return Self::parse(raw);
         }
         let h = xxhash_rust::xxh3::xxh3_64(raw.as_bytes());
-        if let Some((text, v)) = self.values.get(&h)
+        if let Some((text, list)) = self.lists.get(&h)
             && **text == *raw
         {
-            return Ok(v.clone());
+            return Ok(list.clone());
         }
-        let v = Self::parse(raw)?;
-        if self.values.len() >= Self::VALUES_CAP {
-            self.values.clear();
+        let list = Self::parse(raw)?;
+        if self.lists.len() >= Self::CAP {
+            self.lists.clear();
         }
-        self.values.insert(h, (raw.into(), v.clone()));
-        Ok(v)
+        self.lists.insert(h, (raw.into(), list.clone()));
+        Ok(list)
     }
 }
 
@@ -607,11 +600,15 @@ fn from_fields(f: Fields) -> Result<Call, String> {
         _ => None,
     };
     let mut request = match f.request {
-        Some(Request::Chat(mut chat, tier)) => {
+        Some(Request::Chat(mut chat, tier, tools)) => {
             if let Some(m) = line_meta {
                 merge_into(&mut chat.metadata, m);
             }
-            let view = RequestView::chat_fields(*chat).map_err(|e| format!("request: {e}"))?;
+            // `tools`, an array when given here, passes the view's checks like no `tools`
+            let mut view = RequestView::chat_fields(*chat).map_err(|e| format!("request: {e}"))?;
+            if let Some(tools) = tools {
+                view.tools = tools;
+            }
             let request_tier = tier.as_ref().and_then(Value::as_str).map(str::to_string);
             return finish(
                 view,
@@ -757,7 +754,7 @@ fn empty_view(request: &Value) -> Result<RequestView, tierwise_core::request::Re
         turns: Vec::new(),
         messages: Vec::new(),
         stream: false,
-        tools: Vec::new(),
+        tools: Vec::new().into(),
         structured_output: false,
         metadata: request.get("metadata").and_then(Value::as_object).cloned(),
         tool_choice: None,

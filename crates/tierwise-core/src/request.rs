@@ -1,6 +1,8 @@
 //! A validated, read-only view of a request body. The body itself stays a `serde_json::Value`
 //! so every field the gateway does not touch is forwarded exactly as the client sent it.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use crate::tokens::{content_text, fields_of};
@@ -30,7 +32,9 @@ pub struct RequestView {
     /// The raw `messages` (chat) or the normalised input items (Responses), for token counting.
     pub messages: Vec<Value>,
     pub stream: bool,
-    pub tools: Vec<Value>,
+    /// Shared, read-only: a caller that reads many requests with the same tool schemas (the
+    /// audit) hands every view the same list instead of a copy.
+    pub tools: Arc<[Value]>,
     /// `response_format` (chat) / `text.format` (Responses) asks for JSON.
     pub structured_output: bool,
     pub metadata: Option<Map<String, Value>>,
@@ -123,7 +127,7 @@ impl RequestView {
             view.messages = a.clone();
         }
         if let Some(Value::Array(a)) = body.get("tools") {
-            view.tools = a.clone();
+            view.tools = a.as_slice().into();
         }
         Ok(view)
     }
@@ -137,7 +141,7 @@ impl RequestView {
                 view.messages = std::mem::take(a);
             }
             if let Some(Value::Array(a)) = obj.get_mut("tools") {
-                view.tools = std::mem::take(a);
+                view.tools = std::mem::take(a).into();
             }
         }
         Ok(view)
@@ -158,7 +162,7 @@ impl RequestView {
             view.messages = std::mem::take(a);
         }
         if let Some(Value::Array(a)) = f.tools.as_mut() {
-            view.tools = std::mem::take(a);
+            view.tools = std::mem::take(a).into();
         }
         Ok(view)
     }
@@ -264,7 +268,7 @@ impl RequestView {
             turns,
             messages: Vec::new(),
             stream,
-            tools: Vec::new(),
+            tools: Vec::new().into(),
             structured_output,
             metadata,
             tool_choice: get("tool_choice").cloned(),
@@ -340,11 +344,10 @@ impl RequestView {
             })
             .collect();
         let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        let tools = obj
+        let tools: Arc<[Value]> = obj
             .get("tools")
             .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+            .map_or_else(|| Vec::new().into(), |a| a.as_slice().into());
         let structured_output = obj
             .get("text")
             .and_then(|t| t.pointer("/format/type"))
