@@ -185,6 +185,10 @@ pub struct ToolMemo {
     tokens: FastMap<u64, u32>,
     indexes: FastMap<u64, Arc<ToolIndex>>,
     messages: FastMap<u128, u32>,
+    /// Each tool's hash and the list's schema tokens, by the address of a shared tool list
+    /// (`RequestView::tools`, shared between calls by the log reader). The memo holds the list,
+    /// so an address found here is that same list, unchanged.
+    lists: FastMap<usize, (Arc<[Value]>, Arc<[u64]>, u32)>,
 }
 
 impl std::fmt::Debug for ToolMemo {
@@ -193,6 +197,7 @@ impl std::fmt::Debug for ToolMemo {
             .field("tokens", &self.tokens.len())
             .field("indexes", &self.indexes.len())
             .field("messages", &self.messages.len())
+            .field("lists", &self.lists.len())
             .finish()
     }
 }
@@ -200,6 +205,30 @@ impl std::fmt::Debug for ToolMemo {
 impl ToolMemo {
     const TOKENS_CAP: usize = 1 << 16;
     const INDEX_CAP: usize = 256;
+    const LISTS_CAP: usize = 256;
+
+    /// Each tool's hash ([`hash_of`]) and the tokens of all the schemas.
+    fn tool_list(&mut self, tools: &Arc<[Value]>) -> (Arc<[u64]>, u32) {
+        let key = Arc::as_ptr(tools).cast::<u8>() as usize;
+        if let Some((list, hashes, n)) = self.lists.get(&key)
+            && Arc::ptr_eq(list, tools)
+        {
+            return (hashes.clone(), *n);
+        }
+        let hashes: Arc<[u64]> = tools.iter().map(hash_of).collect();
+        let n = hashes
+            .iter()
+            .zip(tools.iter())
+            .map(|(h, t)| self.tokens(*h, t))
+            .sum();
+        if !tools.is_empty() {
+            if self.lists.len() >= Self::LISTS_CAP {
+                self.lists.clear();
+            }
+            self.lists.insert(key, (tools.clone(), hashes.clone(), n));
+        }
+        (hashes, n)
+    }
 
     fn tokens(&mut self, hash: u64, tool: &Value) -> u32 {
         if let Some(&n) = self.tokens.get(&hash) {
@@ -291,8 +320,8 @@ pub fn facts_counted(
     policy: &ToolPolicy,
     prompt_tokens: Option<usize>,
 ) -> PromptFacts {
-    let tools: Vec<(u64, &Value)> = view.tools.iter().map(|t| (hash_of(t), t)).collect();
-    let tool_tokens: u32 = tools.iter().map(|(h, t)| memo.tokens(*h, t)).sum();
+    let (hashes, tool_tokens) = memo.tool_list(&view.tools);
+    let tools: Vec<(u64, &Value)> = hashes.iter().copied().zip(view.tools.iter()).collect();
     let set_hash = {
         let mut h = Xxh3::new();
         for (th, _) in &tools {

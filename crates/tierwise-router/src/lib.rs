@@ -227,16 +227,21 @@ fn route_auto(view: &RequestView, signals: &Signals, hints: &Hints, policy: &Pol
         if learned.is_some() && rule.when.role.is_empty() && rule.when.category.is_empty() {
             continue;
         }
-        if let Some(why) = rules::matches(&rule.when, signals) {
+        if rules::holds(&rule.when, signals) {
+            // "rule {name} ({explanation}) → {tier}", written in one string
+            let tier = &catalog.tiers()[rule.tier].name;
+            let mut reason = String::with_capacity(rule.name.len() + tier.len() + 64);
+            reason.push_str("rule ");
+            reason.push_str(&rule.name);
+            reason.push_str(" (");
+            rules::explain_into(&rule.when, signals, &mut reason);
+            reason.push_str(") → ");
+            reason.push_str(tier);
             return tier_decision(
                 catalog,
                 rule.tier,
                 mode_for(hints, rule.mode),
-                format!(
-                    "rule {} ({why}) → {}",
-                    rule.name,
-                    catalog.tiers()[rule.tier].name
-                ),
+                reason,
                 Source::Rule(rule.name.clone()),
                 None,
             );

@@ -33,43 +33,50 @@ pub fn holds(when: &RuleWhen, s: &Signals) -> bool {
 /// `Some(explanation)` when every condition of `when` holds, else `None`.
 /// An empty `when` matches everything ("always").
 pub fn matches(when: &RuleWhen, s: &Signals) -> Option<String> {
-    use std::fmt::Write as _;
     if !holds(when, s) {
         return None;
     }
-    // one string, the parts joined by ", " (writing to a String cannot fail)
     let mut why = String::new();
+    explain_into(when, s, &mut why);
+    Some(why)
+}
+
+/// Appends [`matches`]'s explanation of a rule that [`holds`] to `why`.
+pub fn explain_into(when: &RuleWhen, s: &Signals, why: &mut String) {
+    use std::fmt::Write as _;
+    // the parts joined by ", " (writing to a String cannot fail)
+    let start = why.len();
     let part = |why: &mut String| {
-        if !why.is_empty() {
+        if why.len() > start {
             why.push_str(", ");
         }
     };
     if !when.category.is_empty() {
-        part(&mut why);
+        part(why);
         let _ = write!(why, "category={}", s.category.as_deref().unwrap_or(""));
     }
     if !when.role.is_empty() {
-        part(&mut why);
+        part(why);
         let _ = write!(why, "role={}", s.role.as_deref().unwrap_or(""));
     }
     if !when.language.is_empty() {
-        part(&mut why);
+        part(why);
         let _ = write!(why, "language={}", s.language);
     }
     if let Some(lo) = when.min_prompt_tokens {
-        part(&mut why);
+        part(why);
         let _ = write!(why, "{} tokens ≥ {lo}", s.prompt_tokens);
     }
     if let Some(hi) = when.max_prompt_tokens {
-        part(&mut why);
+        part(why);
         let _ = write!(why, "{} tokens ≤ {hi}", s.prompt_tokens);
     }
     if let Some(lo) = when.min_turns {
-        part(&mut why);
+        part(why);
         let _ = write!(why, "{} turns ≥ {lo}", s.turns);
     }
     if let Some(hi) = when.max_turns {
-        part(&mut why);
+        part(why);
         let _ = write!(why, "{} turns ≤ {hi}", s.turns);
     }
     for (want, have, name) in [
@@ -85,7 +92,7 @@ pub fn matches(when: &RuleWhen, s: &Signals) -> Option<String> {
         (when.deferrable, s.deferrable, "deferrable"),
     ] {
         if want.is_some() {
-            part(&mut why);
+            part(why);
             if !have {
                 why.push_str("no ");
             }
@@ -93,17 +100,16 @@ pub fn matches(when: &RuleWhen, s: &Signals) -> Option<String> {
         }
     }
     if let Some(lo) = when.min_tools {
-        part(&mut why);
+        part(why);
         let _ = write!(why, "{} tools ≥ {lo}", s.tools);
     }
-    if why.is_empty() {
+    if why.len() == start {
         why.push_str("always");
     }
     if !s.hard_domain.is_empty() && when.hard_domain == Some(true) {
-        part(&mut why);
+        part(why);
         let _ = write!(why, "[{}]", s.hard_domain.join(","));
     }
-    Some(why)
 }
 
 #[cfg(test)]
@@ -320,6 +326,11 @@ mod tests {
             for s in &signals {
                 let m = matches(w, s);
                 assert_eq!(m, reference(w, s), "{w:?} {s:?}");
+                if let Some(why) = &m {
+                    let mut prefixed = "rule r (".to_string();
+                    explain_into(w, s, &mut prefixed);
+                    assert_eq!(prefixed, format!("rule r ({why}"));
+                }
                 assert_eq!(holds(w, s), m.is_some(), "{w:?} {s:?}");
                 held += usize::from(m.is_some());
             }
