@@ -188,8 +188,11 @@ pub struct ToolMemo {
     /// Each tool's hash and the list's schema tokens, by the address of a shared tool list
     /// (`RequestView::tools`, shared between calls by the log reader). The memo holds the list,
     /// so an address found here is that same list, unchanged.
-    lists: FastMap<usize, (Arc<[Value]>, Arc<[u64]>, u32)>,
+    lists: FastMap<usize, ListFacts>,
 }
+
+/// A shared tool list (kept alive), each tool's hash and the schemas' tokens.
+type ListFacts = (Arc<[Value]>, Arc<[u64]>, u32);
 
 impl std::fmt::Debug for ToolMemo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
