@@ -741,11 +741,7 @@ pub fn language(text: &str) -> &'static str {
             && let Some(chunk) = bytes.get(i..i + 64)
             && chunk.is_ascii()
         {
-            let letters: u8 = chunk
-                .iter()
-                .map(|&b| u8::from(b.is_ascii_alphabetic()))
-                .sum();
-            latin += usize::from(letters);
+            latin += ascii_alpha_mask(chunk).count_ones() as usize;
             i += 64;
             seen += 64;
             continue;
@@ -812,14 +808,118 @@ pub fn language(text: &str) -> &'static str {
 /// (words, English words) among the first `max` words of `text` — maximal runs of alphabetic
 /// characters, as `text.split(|c| !c.is_alphabetic())` without the empty pieces gives them —
 /// or among the words up to the `enough`-th English one, if there are that many. ASCII words
-/// are checked by [`is_en_word`], the others by `non_ascii_en`; ASCII bytes are classified
-/// without decoding.
+/// are checked by [`is_en_word`], the others by `non_ascii_en`. Runs of all-ASCII 64-byte
+/// blocks are read as bit masks ([`count_ascii_words`]); the rest byte by byte
+/// ([`count_words_from`]), from the start of the word a non-ASCII block interrupts.
 fn count_en_words(
     text: &str,
     max: usize,
     enough: usize,
     non_ascii_en: impl Fn(&str) -> bool,
 ) -> (usize, usize) {
+    let mut tally = WordTally {
+        words: 0,
+        en: 0,
+        max,
+        enough,
+    };
+    let Some(resume) = count_ascii_words(text.as_bytes(), &mut tally) else {
+        return (tally.words, tally.en);
+    };
+    count_words_from(text, resume, &mut tally, non_ascii_en);
+    (tally.words, tally.en)
+}
+
+/// Words and English words counted so far, and where counting stops.
+struct WordTally {
+    words: usize,
+    en: usize,
+    max: usize,
+    enough: usize,
+}
+
+impl WordTally {
+    /// Another word may be counted (checked when a word starts; a word's own count cannot
+    /// change this before it ends, so checking at its end is the same).
+    fn open(&self) -> bool {
+        self.words < self.max && self.en < self.enough
+    }
+}
+
+/// Counts the words of `bytes` 64 bytes at a time while the blocks are ASCII: a mask of the
+/// alphabetic bytes gives every word's start and end. Returns `None` when counting is over
+/// (the text's end or a limit reached), else the offset to go on from byte by byte: the
+/// start of the first non-ASCII block, or of the word that runs into it (a non-ASCII letter
+/// may continue it).
+fn count_ascii_words(bytes: &[u8], tally: &mut WordTally) -> Option<usize> {
+    // start of the word being read, if one is open at the block boundary
+    let mut open_word: Option<usize> = None;
+    for (c, block) in bytes.chunks(64).enumerate() {
+        let base = c * 64;
+        if !block.is_ascii() {
+            return Some(open_word.unwrap_or(base));
+        }
+        let alpha = ascii_alpha_mask(block);
+        let before = (alpha << 1) | u64::from(open_word.is_some());
+        // bit i: a word starts at i / ends just before i
+        let mut events = (alpha & !before) | (!alpha & before);
+        if block.len() < 64 {
+            events &= (1u64 << block.len()) - 1;
+        }
+        while events != 0 {
+            let i = events.trailing_zeros() as usize;
+            events &= events - 1;
+            match open_word.take() {
+                None => open_word = Some(base + i),
+                Some(start) => {
+                    if !tally.open() {
+                        return None;
+                    }
+                    tally.words += 1;
+                    let w = bytes.get(start..base + i).unwrap_or_default();
+                    tally.en += usize::from(w.len() <= 5 && is_en_word_bytes(w));
+                }
+            }
+        }
+    }
+    // a word open at the end ends there
+    if let Some(start) = open_word
+        && tally.open()
+    {
+        tally.words += 1;
+        let w = bytes.get(start..).unwrap_or_default();
+        tally.en += usize::from(w.len() <= 5 && is_en_word_bytes(w));
+    }
+    None
+}
+
+/// Bit i set when byte i of `block` (ASCII, at most 64 bytes) is a letter: eight bytes at a
+/// time (SWAR). `b | 0x20` folds case and puts a letter in `0x61..=0x7A` (no other ASCII byte
+/// lands there); adding `0x1F` / `0x05` sets a byte's high bit when it is `>= 0x61` / `>= 0x7B`
+/// (no carry leaves a byte: every byte is below `0x80`); the multiply gathers the eight high
+/// bits into the top byte.
+fn ascii_alpha_mask(block: &[u8]) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    let mut mask = 0u64;
+    for (k, eight) in block.chunks(8).enumerate() {
+        let mut word = [0u8; 8];
+        if let Some(dst) = word.get_mut(..eight.len()) {
+            dst.copy_from_slice(eight);
+        }
+        let t = u64::from_le_bytes(word) | (0x20 * LO);
+        let letter = t.wrapping_add(0x1F * LO) & !t.wrapping_add(0x05 * LO) & (0x80 * LO);
+        mask |= (letter.wrapping_mul(0x0002_0408_1020_4081) >> 56) << (8 * k);
+    }
+    mask
+}
+
+/// [`count_en_words`] byte by byte from offset `from` (a word start or a non-word byte).
+fn count_words_from(
+    text: &str,
+    from: usize,
+    tally: &mut WordTally,
+    non_ascii_en: impl Fn(&str) -> bool,
+) {
     let bytes = text.as_bytes();
     let n = bytes.len();
     // (is alphabetic, byte length) of the non-ASCII character at `at`
@@ -828,9 +928,8 @@ fn count_en_words(
             .and_then(|t| t.chars().next())
             .map_or((false, 1), |c| (c.is_alphabetic(), c.len_utf8()))
     };
-    let (mut words, mut en) = (0usize, 0usize);
-    let mut i = 0usize;
-    while words < max && en < enough {
+    let mut i = from;
+    while tally.open() {
         // to the next word's start
         while let Some(&b) = bytes.get(i) {
             if b.is_ascii_alphabetic() {
@@ -866,24 +965,28 @@ fn count_en_words(
             ascii = false;
             i += len;
         }
-        words += 1;
+        tally.words += 1;
         let w = text.get(start..i).unwrap_or_default();
-        en += usize::from(if ascii {
+        tally.en += usize::from(if ascii {
             is_en_word(w)
         } else {
             non_ascii_en(w)
         });
     }
-    (words, en)
 }
 
 /// `w` (ASCII) lowercased is one of `language`'s English stop words.
 fn is_en_word(w: &str) -> bool {
+    is_en_word_bytes(w.as_bytes())
+}
+
+/// [`is_en_word`] of ASCII bytes.
+fn is_en_word_bytes(w: &[u8]) -> bool {
     let mut buf = [0u8; 5];
     let Some(dst) = buf.get_mut(..w.len()) else {
         return false;
     };
-    dst.copy_from_slice(w.as_bytes());
+    dst.copy_from_slice(w);
     dst.make_ascii_lowercase();
     matches!(
         &*dst,
@@ -1268,6 +1371,39 @@ mod tests {
                 (before < 2).then_some(())
             }).count();
             proptest::prop_assert_eq!((n, e), (upto, en.min(2)));
+        }
+
+        #[test]
+        fn alpha_masks_are_the_letters(block in proptest::collection::vec(0u8..128, 0..=64)) {
+            let want = block.iter().enumerate().fold(0u64, |m, (i, &b)| m | u64::from(b.is_ascii_alphabetic()) << i);
+            proptest::prop_assert_eq!(ascii_alpha_mask(&block), want);
+        }
+
+        /// Long texts, so words cross the 64-byte blocks of the mask path and non-ASCII
+        /// blocks interrupt it (mid-word, too).
+        #[test]
+        fn en_words_are_counted_on_the_split_in_long_texts(parts in proptest::collection::vec(
+            proptest::prop_oneof![
+                30 => proptest::sample::select(vec![
+                    " the", " It", " which", " a", " ok", " longerword", "x", "\n", ", ", "ab",
+                    "1", " is", " WHAT", " Which",
+                ]),
+                1 => proptest::sample::select(vec!["é", "İs", "\u{212A}", "’", " 中文"]),
+            ],
+            0..300,
+        ), max in 0usize..500, enough in 0usize..60) {
+            let t = parts.concat();
+            let words: Vec<&str> = t.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()).collect();
+            let is_en = |w: &str| if w.is_ascii() { is_en_word(w) } else { w.len() % 2 == 0 };
+            let (mut n, mut e) = (0usize, 0usize);
+            for w in &words {
+                if n >= max || e >= enough {
+                    break;
+                }
+                n += 1;
+                e += usize::from(is_en(w));
+            }
+            proptest::prop_assert_eq!(count_en_words(&t, max, enough, |w| w.len() % 2 == 0), (n, e));
         }
     }
 
