@@ -1394,7 +1394,7 @@ mod tests {
         ), max in 0usize..500, enough in 0usize..60) {
             let t = parts.concat();
             let words: Vec<&str> = t.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty()).collect();
-            let is_en = |w: &str| if w.is_ascii() { is_en_word(w) } else { w.len() % 2 == 0 };
+            let is_en = |w: &str| if w.is_ascii() { is_en_word(w) } else { w.len().is_multiple_of(2) };
             let (mut n, mut e) = (0usize, 0usize);
             for w in &words {
                 if n >= max || e >= enough {
@@ -1403,7 +1403,7 @@ mod tests {
                 n += 1;
                 e += usize::from(is_en(w));
             }
-            proptest::prop_assert_eq!(count_en_words(&t, max, enough, |w| w.len() % 2 == 0), (n, e));
+            proptest::prop_assert_eq!(count_en_words(&t, max, enough, |w| w.len().is_multiple_of(2)), (n, e));
         }
     }
 
