@@ -50,38 +50,14 @@ pub struct PromptFacts {
     pub shape: u64,
 }
 
-/// `f` of [`tokens::encode_value`]'s bytes of `v` (equal bytes exactly for equal values), in a
-/// per-thread buffer.
-fn with_stream<T>(v: &Value, f: impl Fn(&[u8]) -> T) -> T {
-    thread_local! {
-        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    BUF.with(|b| match b.try_borrow_mut() {
-        Ok(mut buf) => {
-            buf.clear();
-            tokens::encode_value(v, &mut buf);
-            let out = f(&buf);
-            if buf.capacity() > 1 << 20 {
-                *buf = Vec::new();
-            }
-            out
-        }
-        Err(_) => {
-            let mut buf = Vec::new();
-            tokens::encode_value(v, &mut buf);
-            f(&buf)
-        }
-    })
-}
-
 /// A 64-bit content hash of `v`.
 fn hash_of(v: &Value) -> u64 {
-    with_stream(v, xxh3_64)
+    tokens::with_encoded(v, xxh3_64)
 }
 
 /// [`hash_of`] and a 128-bit hash of the same stream (the key of the message-token memo).
 fn hashes_of(v: &Value) -> (u64, u128) {
-    with_stream(v, |b| (xxh3_64(b), xxh3_128(b)))
+    tokens::with_encoded(v, |b| (xxh3_64(b), xxh3_128(b)))
 }
 
 fn chain(prev: u64, next: u64) -> u64 {

@@ -513,40 +513,50 @@ fn count_tool_direct(tool: &Value) -> usize {
 
 /// Tool counts remembered before the memo is emptied.
 const TOOL_CAP: usize = 1 << 12;
-/// A key buffer grown past this (a huge tool) is freed after use.
-const TOOL_BUF_MAX: usize = 1 << 20;
-
-#[derive(Default)]
-struct ToolMemo {
-    buf: Vec<u8>,
-    counts: FastMap<(u128, usize), usize>,
-}
+/// An encoding buffer grown past this (a huge value) is freed after use.
+const ENCODE_BUF_MAX: usize = 1 << 20;
 
 thread_local! {
-    static TOOL_MEMO: RefCell<ToolMemo> = RefCell::new(ToolMemo::default());
+    static TOOL_COUNTS: RefCell<FastMap<(u128, usize), usize>> = RefCell::new(FastMap::default());
+    static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 fn count_tool(tool: &Value) -> usize {
-    TOOL_MEMO.with(|m| {
+    let key = with_encoded(tool, |b| (xxhash_rust::xxh3::xxh3_128(b), b.len()));
+    TOOL_COUNTS.with(|m| {
         let Ok(mut m) = m.try_borrow_mut() else {
             return count_tool_direct(tool);
         };
-        let m = &mut *m;
-        m.buf.clear();
-        encode_value(tool, &mut m.buf);
-        let key = (xxhash_rust::xxh3::xxh3_128(&m.buf), m.buf.len());
-        if m.buf.capacity() > TOOL_BUF_MAX {
-            m.buf = Vec::new();
-        }
-        if let Some(&n) = m.counts.get(&key) {
+        if let Some(&n) = m.get(&key) {
             return n;
         }
         let n = count_tool_direct(tool);
-        if m.counts.len() >= TOOL_CAP {
-            m.counts.clear();
+        if m.len() >= TOOL_CAP {
+            m.clear();
         }
-        m.counts.insert(key, n);
+        m.insert(key, n);
         n
+    })
+}
+
+/// `f` of [`encode_value`]'s bytes of `v` (equal bytes exactly for equal values), written into
+/// a per-thread buffer: content hashes of JSON values without an allocation per value.
+pub fn with_encoded<T>(v: &Value, f: impl FnOnce(&[u8]) -> T) -> T {
+    ENCODE_BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            encode_value(v, &mut buf);
+            let out = f(&buf);
+            if buf.capacity() > ENCODE_BUF_MAX {
+                *buf = Vec::new();
+            }
+            out
+        }
+        Err(_) => {
+            let mut buf = Vec::new();
+            encode_value(v, &mut buf);
+            f(&buf)
+        }
     })
 }
 
