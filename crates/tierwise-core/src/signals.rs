@@ -153,9 +153,9 @@ impl Signals {
 }
 
 /// `text.matches("```").count()`, skipping the substring search when there is no backtick at
-/// all (`[u8]::contains` is a vectorized byte search; the two-way search is not).
+/// all (`memchr` is a vectorized byte search; the two-way search is not).
 fn count_fences(text: &str) -> usize {
-    if text.as_bytes().contains(&b'`') {
+    if memchr::memchr(b'`', text.as_bytes()).is_some() {
         text.matches("```").count()
     } else {
         0
@@ -184,10 +184,7 @@ fn ascii_shadow(text: &str) -> Cow<'_, str> {
     let mut rest = text;
     while !rest.is_empty() {
         // copy the ASCII run, then shadow one character
-        let run = rest
-            .bytes()
-            .position(|b| !b.is_ascii())
-            .unwrap_or(rest.len());
+        let run = ascii_prefix_len(rest.as_bytes());
         let (ascii, tail) = rest.split_at(run);
         out.push_str(ascii);
         let mut chars = tail.chars();
@@ -199,23 +196,39 @@ fn ascii_shadow(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Bytes before the first non-ASCII byte of `b` (all of them if there is none), eight at a
+/// time.
+fn ascii_prefix_len(b: &[u8]) -> usize {
+    let mut words = b.chunks_exact(8);
+    let mut at = 0;
+    for w in &mut words {
+        let high = w.try_into().map_or(0, u64::from_le_bytes) & 0x8080_8080_8080_8080;
+        if high != 0 {
+            return at + (high.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at + words
+        .remainder()
+        .iter()
+        .position(|c| !c.is_ascii())
+        .unwrap_or(words.remainder().len())
+}
+
 /// A text prepared for the keyword patterns: its [`ascii_shadow`], and that lowercased (for the
 /// case-insensitive patterns: on ASCII text, `(?i)` with lowercase literals matches exactly what
 /// the literals match on the lowercased text, and the case-sensitive form lets the regex engine
-/// use its fast literal search — about 10× faster here).
+/// use its fast literal search — about 10× faster here). The copy is made whether or not there
+/// is an uppercase letter: a vectorized byte map costs less than looking for one first.
 struct Prepared<'a> {
     cased: Cow<'a, str>,
-    /// `None` when `cased` has no uppercase letter.
-    lower: Option<String>,
+    lower: Vec<u8>,
 }
 
 impl<'a> Prepared<'a> {
     fn new(text: &'a str) -> Prepared<'a> {
         let cased = ascii_shadow(text);
-        let lower = cased
-            .bytes()
-            .any(|b| b.is_ascii_uppercase())
-            .then(|| cased.to_ascii_lowercase());
+        let lower = cased.as_bytes().to_ascii_lowercase();
         Prepared { cased, lower }
     }
 
@@ -224,7 +237,7 @@ impl<'a> Prepared<'a> {
     }
 
     fn lower(&self) -> &[u8] {
-        self.lower.as_deref().unwrap_or(&self.cased).as_bytes()
+        &self.lower
     }
 }
 
@@ -359,10 +372,19 @@ const CODE_LINES: &str = r"(?m)^\s*(def |class |fn |function |func |import |from
 /// - a match ends inside its line, or (`\s*$`) at the last newline before the next non-blank
 ///   line, so the next qualifying line still starts a match of its own.
 pub fn looks_like_code(text: &str) -> bool {
-    text.split('\n')
-        .filter(|l| is_code_line(l))
-        .nth(1)
-        .is_some()
+    // the lines of `text.split('\n')`, cut at newlines found by `memchr` (vectorized)
+    let mut start = 0;
+    let mut found = 0;
+    for end in memchr::memchr_iter(b'\n', text.as_bytes()).chain([text.len()]) {
+        if is_code_line(text.get(start..end).unwrap_or_default()) {
+            found += 1;
+            if found == 2 {
+                return true;
+            }
+        }
+        start = end + 1;
+    }
+    false
 }
 
 /// One line (no `\n`) as [`CODE_LINES`] sees it from its first non-whitespace character.
@@ -661,24 +683,103 @@ fn keyword_hits(text: &Prepared<'_>) -> KeywordHits {
     hits
 }
 
+/// What [`has_latex`] finds, as a regex (the reference its tests compare against).
+#[cfg(test)]
 const LATEX: &str = r"\\(frac|int|sum|sqrt|lim|prod|cdot|times|le|ge|neq|infty|pi|theta|alpha|beta)\b|\$[^$\n]{1,80}\$";
+/// What [`has_equation`] finds, as a regex (the reference its tests compare against).
+#[cfg(test)]
 const EQUATION: &str = r"\d\s*[\^*/=]\s*[\d(a-z]|[a-z]\s*\^\s*\d|\b[xyz]\s*[=+\-]\s*\d";
 const MATH_WORDS: &str = r"(?i)\b(solve|equation|integral|derivative|probability|theorem|prove|proof|polynomial|matrix|eigen\w*|logarithm|factorial|modulo|prime number|calculate|compute|how many|what is the value)\b";
 
 /// [`looks_like_math`]: `latex || (equation && words >= 1) || words >= 2`, each part computed
 /// only when the answer still depends on it.
 fn math_on_shadow(text: &Prepared<'_>, hits: &KeywordHits) -> bool {
-    static LATEX_RE: OnceLock<Option<regex::bytes::Regex>> = OnceLock::new();
-    static EQ_RE: OnceLock<Option<regex::bytes::Regex>> = OnceLock::new();
     let words = hits.math_words;
     if words >= 2 {
         return true;
     }
-    // every LaTeX match holds a backslash or a dollar sign
     let cased = text.cased();
-    let latex = cased.iter().any(|&b| b == b'\\' || b == b'$')
-        && shadow_re(&LATEX_RE, LATEX).is_some_and(|r| r.is_match(cased));
-    latex || (words >= 1 && shadow_re(&EQ_RE, EQUATION).is_some_and(|r| r.is_match(cased)))
+    has_latex(cased) || (words >= 1 && has_equation(cased))
+}
+
+/// The LaTeX commands of [`LATEX`].
+const LATEX_COMMANDS: &[&[u8]] = &[
+    b"frac", b"int", b"sum", b"sqrt", b"lim", b"prod", b"cdot", b"times", b"le", b"ge", b"neq",
+    b"infty", b"pi", b"theta", b"alpha", b"beta",
+];
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// `\s` in ASCII mode.
+fn is_space_byte(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ')
+}
+
+/// Whether [`LATEX`] (ASCII mode) matches the ASCII `text`, without a regex: every match starts
+/// at a backslash or a dollar sign (found by `memchr`). At a backslash, one of the commands
+/// follows and then no word byte (`\b` after a word byte); at a dollar sign, the next dollar
+/// sign or newline is a dollar sign 1–80 bytes further (`[^$\n]{1,80}` cannot step over
+/// either; on ASCII text a byte is a character).
+fn has_latex(text: &[u8]) -> bool {
+    for at in memchr::memchr2_iter(b'\\', b'$', text) {
+        let rest = text.get(at + 1..).unwrap_or_default();
+        if text.get(at) == Some(&b'\\') {
+            if LATEX_COMMANDS.iter().any(|c| {
+                rest.starts_with(c) && !rest.get(c.len()).is_some_and(|&b| is_word_byte(b))
+            }) {
+                return true;
+            }
+        } else if let Some(j) = memchr::memchr2(b'$', b'\n', rest.get(..81).unwrap_or(rest))
+            && j >= 1
+            && rest.get(j) == Some(&b'$')
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether [`EQUATION`] (ASCII mode) matches the ASCII `text`, without a regex. Each
+/// alternative is `X \s* OP \s* Y`: the `\s*` runs take all the bytes between, so X is the
+/// last non-space byte before an operator and Y the first one after it, and a match exists
+/// iff some operator (found by `memchr`) has an X and Y that fit: a digit, `^*/=`, a digit,
+/// `(` or lowercase letter; a lowercase letter, `^`, a digit; or `x`/`y`/`z` at a word start
+/// (`\b` before a word byte), `=+-`, a digit.
+fn has_equation(text: &[u8]) -> bool {
+    let ops = memchr::memchr3_iter(b'^', b'*', b'/', text)
+        .chain(memchr::memchr3_iter(b'=', b'+', b'-', text));
+    for at in ops {
+        let before = text.get(..at).unwrap_or_default();
+        let Some(xi) = before.iter().rposition(|&b| !is_space_byte(b)) else {
+            continue;
+        };
+        let Some(&y) = text
+            .get(at + 1..)
+            .unwrap_or_default()
+            .iter()
+            .find(|&&b| !is_space_byte(b))
+        else {
+            continue;
+        };
+        let (Some(&x), Some(&op)) = (before.get(xi), text.get(at)) else {
+            continue;
+        };
+        let word_start = xi == 0 || !before.get(xi - 1).is_some_and(|&b| is_word_byte(b));
+        let fits = (matches!(op, b'^' | b'*' | b'/' | b'=')
+            && x.is_ascii_digit()
+            && (y.is_ascii_digit() || y == b'(' || y.is_ascii_lowercase()))
+            || (op == b'^' && x.is_ascii_lowercase() && y.is_ascii_digit())
+            || (matches!(op, b'=' | b'+' | b'-')
+                && matches!(x, b'x' | b'y' | b'z')
+                && word_start
+                && y.is_ascii_digit());
+        if fits {
+            return true;
+        }
+    }
+    false
 }
 
 /// Hard domains: where small models fail more often and errors cost more.
@@ -980,34 +1081,52 @@ fn is_en_word(w: &str) -> bool {
     is_en_word_bytes(w.as_bytes())
 }
 
-/// [`is_en_word`] of ASCII bytes.
+/// `language`'s English stop words (all of at most 5 letters).
+const EN_WORDS: [&[u8]; 17] = [
+    b"the", b"and", b"is", b"of", b"to", b"what", b"a", b"in", b"for", b"how", b"you", b"that",
+    b"with", b"are", b"this", b"it", b"which",
+];
+
+/// A word of at most 5 bytes as one integer, each byte `| 0x20` (which lowercases a letter
+/// and maps every other byte to a non-letter: `0x41..=0x5A` and `0x61..=0x7A` are the only
+/// bytes that land in `0x61..=0x7A`), and its length in the top byte.
+const fn en_key(w: &[u8]) -> u64 {
+    let mut k = (w.len() as u64) << 56;
+    let mut i = 0;
+    while i < w.len() && i < 5 {
+        k |= ((w[i] | 0x20) as u64) << (8 * i);
+        i += 1;
+    }
+    k
+}
+
+/// [`en_key`] of every [`EN_WORDS`] entry, sorted.
+const EN_KEYS: [u64; 17] = {
+    let mut keys = [0u64; 17];
+    let mut i = 0;
+    while i < 17 {
+        keys[i] = en_key(EN_WORDS[i]);
+        i += 1;
+    }
+    // insertion sort (const)
+    let mut j = 1;
+    while j < 17 {
+        let mut k = j;
+        while k > 0 && keys[k - 1] > keys[k] {
+            let t = keys[k];
+            keys[k] = keys[k - 1];
+            keys[k - 1] = t;
+            k -= 1;
+        }
+        j += 1;
+    }
+    keys
+};
+
+/// [`is_en_word`] of ASCII bytes: `w` lowercased is one of [`EN_WORDS`] (compared as one
+/// integer: the words' letters are letters, so a byte that is not a letter never matches).
 fn is_en_word_bytes(w: &[u8]) -> bool {
-    let mut buf = [0u8; 5];
-    let Some(dst) = buf.get_mut(..w.len()) else {
-        return false;
-    };
-    dst.copy_from_slice(w);
-    dst.make_ascii_lowercase();
-    matches!(
-        &*dst,
-        b"the"
-            | b"and"
-            | b"is"
-            | b"of"
-            | b"to"
-            | b"what"
-            | b"a"
-            | b"in"
-            | b"for"
-            | b"how"
-            | b"you"
-            | b"that"
-            | b"with"
-            | b"are"
-            | b"this"
-            | b"it"
-            | b"which"
-    )
+    w.len() <= 5 && EN_KEYS.binary_search(&en_key(w)).is_ok()
 }
 
 #[cfg(test)]
@@ -1332,6 +1451,18 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn en_word_keys_are_the_lowercase_comparison(w in proptest::collection::vec(proptest::prop_oneof![
+            proptest::sample::select(b"theandisofwhatinforhowyouwithrecTHEANDWICH@[`{ 0_".to_vec()),
+            proptest::num::u8::ANY,
+        ], 0..7)) {
+            let lower: Vec<u8> = w.to_ascii_lowercase();
+            let want = EN_WORDS.contains(&lower.as_slice());
+            proptest::prop_assert_eq!(is_en_word_bytes(&w), want, "{:?}", w);
+        }
+    }
+
     #[test]
     fn en_words() {
         for w in ["the", "THE", "Which", "a", "it", "iT"] {
@@ -1458,6 +1589,39 @@ mod tests {
         // the fixtures exercise both answers
         assert!(code_n > 0 && code_n < texts.len(), "{code_n}");
         assert!(en_n > 0 && en_n < 3 * texts.len(), "{en_n}");
+    }
+
+    proptest::proptest! {
+        /// The hand-written LaTeX and equation scanners find a match exactly when their
+        /// regexes (ASCII mode, as on the shadow) do, on text dense in what they look for.
+        #[test]
+        fn latex_and_equation_scanners_are_the_regexes(parts in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::sample::select(vec![
+                    "\\frac", "\\le", "\\left", "\\pi", "\\pix", "\\beta_", "\\", "$", "$$",
+                    "x", "y", "z", "ax", "_x", "3", "12", " ", "\t", "\n", "\u{b}", "\r", "^", "*",
+                    "/", "=", "+", "-", "(", "a", "Q", "_", ".", "0x", "\u{c}",
+                ]).prop_map(str::to_string),
+                "[ -~]{1,3}",
+                "[a-z$ ]{70,90}",
+            ],
+            0..40,
+        )) {
+            let t = parts.concat();
+            let latex = regex::bytes::Regex::new(&shadow_pattern(LATEX)).unwrap();
+            let eq = regex::bytes::Regex::new(&shadow_pattern(EQUATION)).unwrap();
+            proptest::prop_assert_eq!(has_latex(t.as_bytes()), latex.is_match(t.as_bytes()), "{:?}", t);
+            proptest::prop_assert_eq!(has_equation(t.as_bytes()), eq.is_match(t.as_bytes()), "{:?}", t);
+        }
+
+        #[test]
+        fn ascii_prefix_is_the_first_non_ascii_byte(b in proptest::collection::vec(proptest::prop_oneof![
+            20 => 0u8..128,
+            1 => 128u8..=255,
+        ], 0..80)) {
+            let want = b.iter().position(|c| !c.is_ascii()).unwrap_or(b.len());
+            proptest::prop_assert_eq!(ascii_prefix_len(&b), want);
+        }
     }
 
     #[test]
