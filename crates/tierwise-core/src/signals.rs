@@ -1100,33 +1100,34 @@ const fn en_key(w: &[u8]) -> u64 {
     k
 }
 
-/// [`en_key`] of every [`EN_WORDS`] entry, sorted.
-const EN_KEYS: [u64; 17] = {
-    let mut keys = [0u64; 17];
+/// Multiplier of [`en_slot`]: it sends the 17 [`EN_WORDS`] keys to 17 different slots of 32
+/// (checked when [`EN_TABLE`] is built: a collision stops the build).
+const EN_MAGIC: u64 = 0x6a8a_c4ba_0580_5975;
+
+const fn en_slot(key: u64) -> usize {
+    (key.wrapping_mul(EN_MAGIC) >> 59) as usize
+}
+
+/// [`en_key`] of every [`EN_WORDS`] entry at its [`en_slot`]; 0 (no word's key) elsewhere.
+const EN_TABLE: [u64; 32] = {
+    let mut table = [0u64; 32];
     let mut i = 0;
-    while i < 17 {
-        keys[i] = en_key(EN_WORDS[i]);
+    while i < EN_WORDS.len() {
+        let key = en_key(EN_WORDS[i]);
+        let slot = en_slot(key);
+        assert!(table[slot] == 0, "EN_MAGIC: two stop words share a slot");
+        table[slot] = key;
         i += 1;
     }
-    // insertion sort (const)
-    let mut j = 1;
-    while j < 17 {
-        let mut k = j;
-        while k > 0 && keys[k - 1] > keys[k] {
-            let t = keys[k];
-            keys[k] = keys[k - 1];
-            keys[k - 1] = t;
-            k -= 1;
-        }
-        j += 1;
-    }
-    keys
+    table
 };
 
 /// [`is_en_word`] of ASCII bytes: `w` lowercased is one of [`EN_WORDS`] (compared as one
-/// integer: the words' letters are letters, so a byte that is not a letter never matches).
+/// integer at its one possible slot — no branch on the word; the words' letters are letters,
+/// so a byte that is not a letter never matches).
 fn is_en_word_bytes(w: &[u8]) -> bool {
-    w.len() <= 5 && EN_KEYS.binary_search(&en_key(w)).is_ok()
+    let key = en_key(w);
+    (1..=5).contains(&w.len()) && EN_TABLE.get(en_slot(key)) == Some(&key)
 }
 
 #[cfg(test)]
