@@ -68,68 +68,74 @@ struct Memo {
 
 /// Counts of short pieces by [`short_key`]: open addressing with linear probing, at most half
 /// full (one multiply and, usually, one probe per lookup). The key `(0, 0)` (the empty piece,
-/// never looked up) marks an empty slot.
+/// never looked up) marks an empty slot. The count is kept in the top four bits of the key's
+/// second word, which a short key leaves zero (its length, at most [`SHORT_PIECE`], is below
+/// them): a lookup reads one 16-byte slot. A piece of at most 15 bytes has at most 15 tokens.
 #[derive(Default)]
 struct ShortMemo {
-    keys: Vec<(u64, u64)>,
-    counts: Vec<u32>,
+    slots: Vec<(u64, u64)>,
     len: usize,
 }
 
+/// The bits of a slot's second word that hold the key.
+const SHORT_KEY_BITS: u64 = (1 << 60) - 1;
+
 impl ShortMemo {
     fn slot(&self, key: (u64, u64)) -> usize {
-        let bits = self.keys.len().trailing_zeros();
+        let bits = self.slots.len().trailing_zeros();
         let h = (key.0 ^ key.1.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (h >> (64 - bits)) as usize
     }
 
     fn get(&self, key: (u64, u64)) -> Option<u32> {
-        if self.keys.is_empty() {
+        if self.slots.is_empty() {
             return None;
         }
-        let mask = self.keys.len() - 1;
+        let mask = self.slots.len() - 1;
         let mut i = self.slot(key);
         loop {
-            match self.keys.get(i) {
-                Some(&k) if k == key => return self.counts.get(i).copied(),
+            match self.slots.get(i) {
+                Some(&(a, b)) if a == key.0 && b & SHORT_KEY_BITS == key.1 => {
+                    return Some((b >> 60) as u32);
+                }
                 Some(&(0, 0)) | None => return None,
                 Some(_) => i = (i + 1) & mask,
             }
         }
     }
 
-    /// Remembers `key` (not in the memo); forgets everything when [`PIECE_CAP`] are held.
+    /// Remembers `key` (not in the memo; a short key) with its count `n` (not remembered if
+    /// above 15, which a short piece's count never is); forgets everything when [`PIECE_CAP`]
+    /// are held.
     fn insert(&mut self, key: (u64, u64), n: u32) {
-        if key == (0, 0) {
+        if key == (0, 0) || key.1 & !SHORT_KEY_BITS != 0 || n > 15 {
             return;
         }
         if self.len >= PIECE_CAP {
             *self = ShortMemo::default();
         }
-        if 2 * (self.len + 1) > self.keys.len() {
-            let size = (2 * self.keys.len()).max(1024);
+        if 2 * (self.len + 1) > self.slots.len() {
+            let size = (2 * self.slots.len()).max(1024);
             let old = std::mem::replace(
                 self,
                 ShortMemo {
-                    keys: vec![(0, 0); size],
-                    counts: vec![0; size],
+                    slots: vec![(0, 0); size],
                     len: 0,
                 },
             );
-            for (k, c) in old.keys.into_iter().zip(old.counts) {
-                if k != (0, 0) {
-                    self.insert(k, c);
+            for (a, b) in old.slots {
+                if (a, b) != (0, 0) {
+                    self.insert((a, b & SHORT_KEY_BITS), (b >> 60) as u32);
                 }
             }
         }
-        let mask = self.keys.len() - 1;
+        let mask = self.slots.len() - 1;
         let mut i = self.slot(key);
-        while self.keys.get(i).is_some_and(|&k| k != (0, 0)) {
+        while self.slots.get(i).is_some_and(|&k| k != (0, 0)) {
             i = (i + 1) & mask;
         }
-        if let (Some(k), Some(c)) = (self.keys.get_mut(i), self.counts.get_mut(i)) {
-            *k = key;
-            *c = n;
+        if let Some(slot) = self.slots.get_mut(i) {
+            *slot = (key.0, key.1 | u64::from(n) << 60);
             self.len += 1;
         }
     }
@@ -168,9 +174,13 @@ fn count_piece(memo: &mut Memo, text: &str, p: usize, len: usize) -> usize {
 }
 
 fn count_pieces(memo: &mut Memo, text: &str) -> usize {
-    piece_bounds(text)
-        .map(|(p, e)| count_piece(memo, text, p, e - p))
-        .sum()
+    let mut total = 0;
+    let mut p = 0;
+    while let Some(end) = next_piece_end(text, p) {
+        total += count_piece(memo, text, p, end - p);
+        p = end;
+    }
+    total
 }
 
 /// Byte classes of the ASCII pre-tokenizer.
@@ -220,27 +230,29 @@ pub fn split(text: &str) -> impl Iterator<Item = &str> {
 
 /// [`split`]'s pieces as `(start, end)` byte offsets.
 fn piece_bounds(text: &str) -> impl Iterator<Item = (usize, usize)> {
-    let s = text.as_bytes();
-    let n = s.len();
     let mut p = 0usize;
     std::iter::from_fn(move || {
-        if p >= n {
-            return None;
-        }
         let start = p;
-        let end = match ascii_piece_end(s, p) {
-            Some(e) => e,
-            None => {
-                let piece = bpe_openai::o200k_base().split(text.get(p..)?).next()?;
-                p + piece.len()
-            }
-        };
-        if end <= start {
-            return None;
-        }
-        p = end;
-        Some((start, end))
+        p = next_piece_end(text, p)?;
+        Some((start, p))
     })
+}
+
+/// The end of the piece that starts at `p` (`None` at the end of `text`).
+#[inline]
+fn next_piece_end(text: &str, p: usize) -> Option<usize> {
+    let s = text.as_bytes();
+    if p >= s.len() {
+        return None;
+    }
+    let end = match ascii_piece_end(s, p) {
+        Some(e) => e,
+        None => {
+            let piece = bpe_openai::o200k_base().split(text.get(p..)?).next()?;
+            p + piece.len()
+        }
+    };
+    (end > p).then_some(end)
 }
 
 /// End of the o200k piece starting at `s[p]`, for ASCII text (see [`split`] for when it is
@@ -790,11 +802,14 @@ mod tests {
         let key = |i: u64| short_key(&i.to_le_bytes());
         for i in 0..5000u64 {
             assert_eq!(m.get(key(i)), None);
-            m.insert(key(i), i as u32);
+            m.insert(key(i), (i % 16) as u32);
         }
         for i in 0..5000u64 {
-            assert_eq!(m.get(key(i)), Some(i as u32));
+            assert_eq!(m.get(key(i)), Some((i % 16) as u32));
         }
+        // counts above 15 (never a short piece's) are not remembered
+        m.insert(short_key(b"y"), 16);
+        assert_eq!(m.get(short_key(b"y")), None);
         assert_eq!(m.get(short_key(b"x")), None);
         for i in 5000..PIECE_CAP as u64 + 10 {
             m.insert(key(i), 1);
