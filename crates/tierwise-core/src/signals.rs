@@ -511,7 +511,9 @@ fn filter_bit(key: u32) -> usize {
     (key.wrapping_mul(0x9e37_79b1) >> 16) as usize
 }
 
-/// Word bytes (`\w` in ASCII mode: letters, digits, `_`) as 0/1.
+/// Word bytes (`\w` in ASCII mode: letters, digits, `_`) as 0/1 (the reference of
+/// [`word_byte_mask`]).
+#[cfg(test)]
 const WORD_BYTE: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut b = 0;
@@ -522,6 +524,41 @@ const WORD_BYTE: [u8; 256] = {
     }
     t
 };
+
+/// Bit i set when byte i of `block` (at most 64 bytes) is a word byte ([`WORD_BYTE`]): eight
+/// bytes at a time (SWAR), as [`ascii_alpha_mask`] finds letters, plus digits (`0x30..=0x39`)
+/// and `_`; non-ASCII bytes (high bit set) are not word bytes.
+fn word_byte_mask(block: &[u8]) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // high bit of each byte of `x` (bytes below 0x80) in `lo..=hi`: no sum leaves its byte
+    let in_range = |x: u64, lo: u8, hi: u8| {
+        x.wrapping_add(u64::from(0x80 - lo) * LO) & !x.wrapping_add(u64::from(0x7F - hi) * LO)
+    };
+    let eight_mask = |w: u64| {
+        let x = w & !HI;
+        let hits = (in_range(x | (0x20 * LO), b'a', b'z')
+            | in_range(x, b'0', b'9')
+            | in_range(x, b'_', b'_'))
+            & !w
+            & HI;
+        hits.wrapping_mul(0x0002_0408_1020_4081) >> 56
+    };
+    let mut mask = 0u64;
+    let mut words = block.chunks_exact(8);
+    for (k, eight) in (&mut words).enumerate() {
+        mask |= eight_mask(eight.try_into().map_or(0, u64::from_le_bytes)) << (8 * k);
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let w = rest
+            .iter()
+            .rev()
+            .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+        mask |= eight_mask(w) << (block.len() - rest.len());
+    }
+    mask
+}
 
 /// Slots of [`Keywords::prefixes`] (a power of two, at least twice the literals).
 const PREFIX_SLOTS: usize = 256;
@@ -649,11 +686,7 @@ fn keyword_hits(text: &Prepared<'_>) -> KeywordHits {
     // word starts, 64 bytes at a time as a bit mask (no branch per byte)
     let mut prev_word = false;
     for (c, chunk) in lo.chunks(64).enumerate() {
-        // (independent shifts joined by `|`, which the compiler may reorder and vectorize; a
-        // shift-then-or chain is serial)
-        let word = chunk.iter().enumerate().fold(0u64, |m, (i, &b)| {
-            m | u64::from(WORD_BYTE.get(usize::from(b)).copied().unwrap_or(0)) << i
-        });
+        let word = word_byte_mask(chunk);
         let mut starts = word & !((word << 1) | u64::from(prev_word));
         prev_word = chunk.len() == 64 && word >> 63 == 1;
         while starts != 0 {
@@ -1001,15 +1034,24 @@ fn count_ascii_words(bytes: &[u8], tally: &mut WordTally) -> Option<usize> {
 /// bits into the top byte.
 fn ascii_alpha_mask(block: &[u8]) -> u64 {
     const LO: u64 = 0x0101_0101_0101_0101;
-    let mut mask = 0u64;
-    for (k, eight) in block.chunks(8).enumerate() {
-        let mut word = [0u8; 8];
-        if let Some(dst) = word.get_mut(..eight.len()) {
-            dst.copy_from_slice(eight);
-        }
-        let t = u64::from_le_bytes(word) | (0x20 * LO);
+    let eight_mask = |w: u64| {
+        let t = w | (0x20 * LO);
         let letter = t.wrapping_add(0x1F * LO) & !t.wrapping_add(0x05 * LO) & (0x80 * LO);
-        mask |= (letter.wrapping_mul(0x0002_0408_1020_4081) >> 56) << (8 * k);
+        letter.wrapping_mul(0x0002_0408_1020_4081) >> 56
+    };
+    // whole words read in place; the last few bytes (zeros past them: not letters) apart
+    let mut mask = 0u64;
+    let mut words = block.chunks_exact(8);
+    for (k, eight) in (&mut words).enumerate() {
+        mask |= eight_mask(eight.try_into().map_or(0, u64::from_le_bytes)) << (8 * k);
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let w = rest
+            .iter()
+            .rev()
+            .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+        mask |= eight_mask(w) << (block.len() - rest.len());
     }
     mask
 }
@@ -1503,6 +1545,15 @@ mod tests {
                 (before < 2).then_some(())
             }).count();
             proptest::prop_assert_eq!((n, e), (upto, en.min(2)));
+        }
+
+        #[test]
+        fn word_masks_are_the_word_bytes(block in proptest::collection::vec(proptest::prop_oneof![
+            4 => proptest::sample::select(b"az AZ09_@[`{/:^\x7f".to_vec()),
+            1 => proptest::num::u8::ANY,
+        ], 0..=64)) {
+            let want = block.iter().enumerate().fold(0u64, |m, (i, &b)| m | u64::from(WORD_BYTE[usize::from(b)]) << i);
+            proptest::prop_assert_eq!(word_byte_mask(&block), want);
         }
 
         #[test]
