@@ -389,7 +389,18 @@ pub fn looks_like_code(text: &str) -> bool {
 
 /// One line (no `\n`) as [`CODE_LINES`] sees it from its first non-whitespace character.
 fn is_code_line(line: &str) -> bool {
-    // fast rejections: most prose lines neither end in `;`, `{`, `}` nor start with a keyword
+    // fast rejections: most prose lines neither end in `;`, `{`, `}` nor start with a keyword;
+    // when the line's first and last bytes are printable ASCII (not whitespace), they are the
+    // first and last characters left by the trims below
+    let bytes = line.as_bytes();
+    if let (Some(&f), Some(&l)) = (bytes.first(), bytes.last())
+        && f.is_ascii_graphic()
+        && l.is_ascii_graphic()
+        && !matches!(l, b';' | b'{' | b'}')
+        && !may_start_code(f)
+    {
+        return false;
+    }
     let t = line.trim_start();
     let Some(&first) = t.as_bytes().first() else {
         return false;
@@ -420,10 +431,7 @@ fn is_code_line(line: &str) -> bool {
         "while (",
         "Traceback (most recent call last)",
     ];
-    if !matches!(
-        first,
-        b'd' | b'c' | b'f' | b'i' | b'#' | b'p' | b'S' | b'l' | b'v' | b'r' | b'w' | b'T' | b's'
-    ) {
+    if !may_start_code(first) {
         return false;
     }
     if STARTS.iter().any(|k| t.starts_with(k)) {
@@ -438,6 +446,14 @@ fn is_code_line(line: &str) -> bool {
     // `select .* from`: `.` is anything but `\n`
     t.strip_prefix("select ")
         .is_some_and(|r| r.contains(" from"))
+}
+
+/// The first bytes of [`is_code_line`]'s line starts (`STARTS`, `from `, `select `).
+fn may_start_code(first: u8) -> bool {
+    matches!(
+        first,
+        b'd' | b'c' | b'f' | b'i' | b'#' | b'p' | b'S' | b'l' | b'v' | b'r' | b'w' | b'T' | b's'
+    )
 }
 
 const ASKS_FOR_CODE: &str = r"(?i)\b(write|implement|fix|debug|refactor)\b.{0,40}\b(code|function|script|program|class|method|query|regex|sql|python|javascript|typescript|rust|java|golang|c\+\+)\b";
