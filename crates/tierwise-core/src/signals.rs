@@ -1026,8 +1026,7 @@ fn count_ascii_words(bytes: &[u8], tally: &mut WordTally) -> Option<usize> {
                         return None;
                     }
                     tally.words += 1;
-                    let w = bytes.get(start..base + i).unwrap_or_default();
-                    tally.en += usize::from(w.len() <= 5 && is_en_word_bytes(w));
+                    tally.en += usize::from(is_en_word_at(bytes, start, base + i - start));
                 }
             }
         }
@@ -1179,6 +1178,22 @@ const EN_TABLE: [u64; 32] = {
     }
     table
 };
+
+/// [`is_en_word_bytes`] of `bytes[start..start + len]`, its [`en_key`] read as one 8-byte word
+/// when 8 bytes are there (no loop over the word's bytes).
+fn is_en_word_at(bytes: &[u8], start: usize, len: usize) -> bool {
+    if !(1..=5).contains(&len) {
+        return false;
+    }
+    let key = match bytes.get(start..start + 8) {
+        Some(w) => {
+            let v = w.try_into().map_or(0, u64::from_le_bytes);
+            ((v | 0x2020_2020_2020_2020) & ((1u64 << (8 * len)) - 1)) | (len as u64) << 56
+        }
+        None => en_key(bytes.get(start..start + len).unwrap_or_default()),
+    };
+    EN_TABLE.get(en_slot(key)) == Some(&key)
+}
 
 /// [`is_en_word`] of ASCII bytes: `w` lowercased is one of [`EN_WORDS`] (compared as one
 /// integer at its one possible slot — no branch on the word; the words' letters are letters,
@@ -1511,6 +1526,19 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn en_words_read_in_place_are_the_copied_words(text in proptest::collection::vec(proptest::prop_oneof![
+            proptest::sample::select(b"theandisofwhatinforhowyouwithrecTHEANDWICH@[`{ 0_".to_vec()),
+            proptest::num::u8::ANY,
+        ], 0..20)) {
+            for start in 0..=text.len() {
+                for len in 0..=(text.len() - start).min(7) {
+                    let w = &text[start..start + len];
+                    proptest::prop_assert_eq!(is_en_word_at(&text, start, len), is_en_word_bytes(w), "{:?}", w);
+                }
+            }
+        }
+
         #[test]
         fn en_word_keys_are_the_lowercase_comparison(w in proptest::collection::vec(proptest::prop_oneof![
             proptest::sample::select(b"theandisofwhatinforhowyouwithrecTHEANDWICH@[`{ 0_".to_vec()),
