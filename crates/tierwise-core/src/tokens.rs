@@ -219,10 +219,6 @@ thread_local! {
 fn count_piece(memo: &mut Memo, text: &str, p: usize, len: usize) -> usize {
     let tok = || bpe_openai::o200k_base();
     let bytes = text.as_bytes();
-    if len == 1 {
-        // (every byte is a token of o200k's byte-level vocabulary; tested)
-        return 1;
-    }
     if len <= TINY_PIECE {
         let (a, b) = short_key_at(bytes, p, len);
         let key = a | b;
@@ -922,17 +918,6 @@ mod tests {
         // emptied once full, then refilled
         assert!(m.len <= 10 && m.get(key(0)).is_none());
         assert_eq!(m.get(key(PIECE_CAP as u64 + 9)), Some(1));
-    }
-
-    /// What `count_piece` relies on for one-byte pieces (which are ASCII: a piece is a string).
-    #[test]
-    fn every_ascii_byte_is_one_token() {
-        let tok = bpe_openai::o200k_base();
-        for b in 0u8..128 {
-            let s = char::from(b).to_string();
-            assert_eq!(tok.count(&s), 1, "{b}");
-            assert_eq!(count(&s), 1, "{b}");
-        }
     }
 
     #[test]
