@@ -157,6 +157,9 @@ pub struct EvalArgs {
     /// With --cv: feature groups to train on (signals, lexical, ngrams[=BITS], embed, all).
     #[arg(long)]
     pub features: Option<String>,
+    /// With --cv: L2 penalty on the per-model n-gram deviations (with `ngrams` features); 0 = none.
+    #[arg(long, default_value_t = tierwise_router::learned::train::DEFAULT_L2_MODEL_NGRAMS)]
+    pub l2_ngrams_per_model: f64,
     /// Embedding model folder (default: $TIERWISE_EMBED_DIR, else router/embed/tokenlearn-static-model-0.1.1).
     #[arg(long)]
     pub embed_dir: Option<PathBuf>,
@@ -195,6 +198,10 @@ pub struct TrainArgs {
     /// at; used for ladders of known models); 0 = none.
     #[arg(long, default_value_t = 1e-2)]
     pub l2_per_model: f64,
+    /// L2 penalty on per-model deviations over the hashed n-grams (which words and phrases a
+    /// trained model is unusually good or bad at; with `ngrams` features); 0 = none.
+    #[arg(long, default_value_t = tierwise_router::learned::train::DEFAULT_L2_MODEL_NGRAMS)]
+    pub l2_ngrams_per_model: f64,
     /// L2 penalty of the transfer head (the estimate used for ladders with models the router
     /// was not trained on); 0 = no head (positional abilities instead).
     #[arg(long, default_value_t = 0.1)]

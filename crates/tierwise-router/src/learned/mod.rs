@@ -282,6 +282,7 @@ mod tests {
                 weights,
                 abilities: BTreeMap::from([("a".to_string(), 0.0), ("b".to_string(), 2.0)]),
                 deviations: BTreeMap::new(),
+                ngram_deviations: BTreeMap::new(),
                 ladder: LadderPrior {
                     low: 3.0,
                     high: 5.0,

@@ -49,6 +49,11 @@ pub struct Model {
     /// (what a model is unusually good or bad at); used only for ladders of known models.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub deviations: BTreeMap<String, Vec<f32>>,
+    /// Per-model deviations on the hashed word uni/bi-grams (one weight per bucket): which
+    /// words and phrases a model is unusually good or bad at — learned from your own traffic
+    /// (`--features …,ngrams`); used only for ladders of known models.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ngram_deviations: BTreeMap<String, NgramWeights>,
     pub ladder: LadderPrior,
     /// The transfer head, used instead of the abilities for ladders with a model the router was
     /// not trained on.
@@ -99,6 +104,74 @@ impl GainHead {
         (0..n)
             .map(|k| 1.0 - g * (n - 1 - k) as f64 / (n - 1) as f64)
             .collect()
+    }
+}
+
+/// One weight per hashed n-gram bucket. Stored as 16-bit integers (base64, little endian)
+/// times a scale — the largest weight ÷ 32,767 — which keeps each weight to within 0.002% of
+/// the largest: a file of 2¹⁶ buckets takes ~175 KB per model instead of ~600 KB of decimals.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NgramWeights(pub Vec<f32>);
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NgramWeightsRepr {
+    scale: f32,
+    i16_le_base64: String,
+}
+
+impl Serialize for NgramWeights {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        let max = self.0.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+        let scale = if max > 0.0 && max.is_finite() {
+            max / f32::from(i16::MAX)
+        } else {
+            1.0
+        };
+        let mut bytes = Vec::with_capacity(self.0.len() * 2);
+        for w in &self.0 {
+            let q = (w / scale)
+                .round()
+                .clamp(-f32::from(i16::MAX), f32::from(i16::MAX)) as i16;
+            bytes.extend_from_slice(&q.to_le_bytes());
+        }
+        NgramWeightsRepr {
+            scale,
+            i16_le_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+        .serialize(ser)
+    }
+}
+
+impl<'de> Deserialize<'de> for NgramWeights {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        let r = NgramWeightsRepr::deserialize(de)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(r.i16_le_base64.as_bytes())
+            .map_err(|e| serde::de::Error::custom(format!("ngram weights: {e}")))?;
+        if bytes.len() % 2 != 0 {
+            return Err(serde::de::Error::custom(
+                "ngram weights: an odd number of bytes",
+            ));
+        }
+        Ok(NgramWeights(
+            bytes
+                .chunks_exact(2)
+                .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) * r.scale)
+                .collect(),
+        ))
+    }
+}
+
+impl NgramWeights {
+    /// Σ weight[bucket] · value over a query's hashed n-grams.
+    pub fn dot(&self, sparse: &[(u32, f32)]) -> f64 {
+        sparse
+            .iter()
+            .filter_map(|&(b, v)| self.0.get(b as usize).map(|w| f64::from(w * v)))
+            .sum()
     }
 }
 
@@ -161,6 +234,9 @@ impl Model {
                 .deviations
                 .values()
                 .any(|u| u.len() != d || u.iter().any(|x| !x.is_finite()))
+            || self.ngram_deviations.values().any(|v| {
+                v.0.len() != self.features.hash_len() || v.0.iter().any(|x| !x.is_finite())
+            })
             || !self.ladder.low.is_finite()
             || !self.ladder.high.is_finite()
             || self.transfer.as_ref().is_some_and(|h| {
@@ -206,7 +282,7 @@ impl Model {
     pub fn probabilities<S: AsRef<str>>(&self, f: &Featurized, models: &[S]) -> Vec<f64> {
         let d = self.difficulty(f);
         let (ab, known) = self.ladder_abilities(models);
-        if !known || self.deviations.is_empty() {
+        if !known || (self.deviations.is_empty() && self.ngram_deviations.is_empty()) {
             return Model::estimates(d, &ab);
         }
         let z = self.standardized(f);
@@ -217,7 +293,11 @@ impl Model {
                 let dev = self.deviations.get(m.as_ref()).map_or(0.0, |u| {
                     u.iter().zip(&z).map(|(u, z)| f64::from(u * z)).sum::<f64>()
                 });
-                sigmoid(a - d + dev)
+                let ngram = self
+                    .ngram_deviations
+                    .get(m.as_ref())
+                    .map_or(0.0, |v| v.dot(&f.sparse));
+                sigmoid(a - d + dev + ngram)
             })
             .collect()
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::features::{FeatureSpec, Featurized};
-use super::model::{GainHead, LadderPrior, Model};
+use super::model::{GainHead, LadderPrior, Model, NgramWeights};
 
 /// One training query.
 #[derive(Debug, Clone)]
@@ -43,6 +43,9 @@ pub struct TrainOptions {
     pub balance_groups: bool,
     /// L2 on per-model deviations over the dense features; `None` = no deviations.
     pub l2_model: Option<f64>,
+    /// L2 on per-model deviations over the hashed n-grams (used only when the feature spec has
+    /// n-grams); `None` = no n-gram deviations.
+    pub l2_model_ngrams: Option<f64>,
     /// Worker threads for the gradient (≥ 1).
     pub threads: usize,
     /// L2 (per row, on standardized features) of the transfer head; `None` = no head.
@@ -59,6 +62,7 @@ impl Default for TrainOptions {
             max_iter: 300,
             balance_groups: true,
             l2_model: Some(1e-2),
+            l2_model_ngrams: Some(DEFAULT_L2_MODEL_NGRAMS),
             threads: 2,
             l2_transfer: Some(0.1),
             transfer_groups: None,
@@ -83,6 +87,9 @@ pub struct FitReport {
     pub pairs: usize,
 }
 
+/// Default L2 of the per-model n-gram deviations ([`TrainOptions::l2_model_ngrams`]).
+pub const DEFAULT_L2_MODEL_NGRAMS: f64 = 1e-5;
+
 struct Prepared<'a> {
     set: &'a TrainSet,
     mean: Vec<f64>,
@@ -93,7 +100,17 @@ struct Prepared<'a> {
     dense: usize,
     models: usize,
     deviations: bool,
+    /// Per-model n-gram deviations: their block's offset in θ (`None` = none), bucket-major
+    /// (bucket b of model k at offset + col[b] · models + k).
+    ngram_dev: Option<usize>,
+    /// Column of each hashed bucket in that block; [`NO_COL`] for buckets fewer than
+    /// [`MIN_NGRAM_ROWS`] training rows have (no weight: too rare to learn a model's skill from).
+    col: Vec<u32>,
 }
+
+/// A bucket needs this many training rows to get per-model deviations.
+pub const MIN_NGRAM_ROWS: u32 = 2;
+const NO_COL: u32 = u32::MAX;
 
 fn standardize(set: &TrainSet) -> (Vec<f64>, Vec<f64>) {
     let d = set.spec.dense_len();
@@ -131,6 +148,9 @@ impl Prepared<'_> {
                         let mut g = vec![0.0; theta.len()];
                         let mut loss = 0.0;
                         let mut z = vec![0.0f64; self.dense];
+                        // per outcome: the n-gram deviations' part of the logit, then c·(p − y)
+                        let mut tv: Vec<f64> = Vec::with_capacity(self.models);
+                        let mut rv: Vec<f64> = Vec::with_capacity(self.models);
                         for (i, e) in part.iter().enumerate() {
                             let c = self.row_w[start + i];
                             if c == 0.0 {
@@ -145,8 +165,26 @@ impl Prepared<'_> {
                             for &(b, v) in &e.features.sparse {
                                 mu += f64::from(v) * theta[self.dense + b as usize];
                             }
+                            tv.clear();
+                            tv.resize(e.outcomes.len(), 0.0);
+                            rv.clear();
+                            if let Some(o) = self.ngram_dev {
+                                // bucket-major block: a bucket's weights for every model are
+                                // adjacent, so a query touches one or two cache lines per bucket
+                                for &(b, v) in &e.features.sparse {
+                                    let c = self.col[b as usize];
+                                    if c == NO_COL {
+                                        continue;
+                                    }
+                                    let base = o + c as usize * self.models;
+                                    let v = f64::from(v);
+                                    for (t, &(m, _)) in tv.iter_mut().zip(&e.outcomes) {
+                                        *t += theta[base + m as usize] * v;
+                                    }
+                                }
+                            }
                             let mut dmu = 0.0;
-                            for &(m, y) in &e.outcomes {
+                            for (k, &(m, y)) in e.outcomes.iter().enumerate() {
                                 let a = theta[d + m as usize];
                                 let mut t = a - mu;
                                 let uo = d + self.models + m as usize * self.dense;
@@ -155,6 +193,7 @@ impl Prepared<'_> {
                                         t += theta[uo + j] * z[j];
                                     }
                                 }
+                                t += tv[k];
                                 let y = f64::from(y);
                                 // log(1 + e^-t) and log(1 + e^t), stable
                                 let sp_neg = if t > 0.0 {
@@ -171,7 +210,21 @@ impl Prepared<'_> {
                                         g[uo + j] += c * (p - y) * z[j];
                                     }
                                 }
+                                rv.push(c * (p - y));
                                 dmu += c * (y - p);
+                            }
+                            if let Some(o) = self.ngram_dev {
+                                for &(b, v) in &e.features.sparse {
+                                    let c = self.col[b as usize];
+                                    if c == NO_COL {
+                                        continue;
+                                    }
+                                    let base = o + c as usize * self.models;
+                                    let v = f64::from(v);
+                                    for (r, &(m, _)) in rv.iter().zip(&e.outcomes) {
+                                        g[base + m as usize] += r * v;
+                                    }
+                                }
                             }
                             for j in 0..self.dense {
                                 g[j] += dmu * z[j];
@@ -253,6 +306,32 @@ pub fn fit(set: &TrainSet, opts: &TrainOptions) -> Result<(Model, FitReport), Tr
     let (mean, scale) = standardize(set);
     let m = set.models.len();
     let deviations = opts.l2_model.is_some() && dense > 0;
+    let nu = if deviations { m * dense } else { 0 };
+    let ngram_dev = (opts.l2_model_ngrams.is_some() && hash > 0).then_some(d + m + nu);
+    let mut col = Vec::new();
+    let mut cols = 0usize;
+    if ngram_dev.is_some() {
+        let mut rows_of = vec![0u32; hash];
+        for (e, u) in set.examples.iter().zip(&usable) {
+            if *u {
+                for &(b, _) in &e.features.sparse {
+                    rows_of[b as usize] += 1;
+                }
+            }
+        }
+        col = rows_of
+            .iter()
+            .map(|&n| {
+                if n >= MIN_NGRAM_ROWS {
+                    cols += 1;
+                    (cols - 1) as u32
+                } else {
+                    NO_COL
+                }
+            })
+            .collect();
+    }
+    let nv = m * cols;
     let prep = Prepared {
         set,
         mean,
@@ -262,10 +341,11 @@ pub fn fit(set: &TrainSet, opts: &TrainOptions) -> Result<(Model, FitReport), Tr
         dense,
         models: m,
         deviations,
+        ngram_dev,
+        col,
     };
     // start: w = 0, a_m = logit(mean score of m), deviations 0
-    let nu = if deviations { m * dense } else { 0 };
-    let mut theta = vec![0.0; d + m + nu];
+    let mut theta = vec![0.0; d + m + nu + nv];
     let mut sums = vec![(0.0f64, 0.0f64); m];
     for e in &set.examples {
         for &(mi, y) in &e.outcomes {
@@ -280,7 +360,8 @@ pub fn fit(set: &TrainSet, opts: &TrainOptions) -> Result<(Model, FitReport), Tr
         theta[d + k] = (p / (1.0 - p)).ln();
     }
     let l2_model = opts.l2_model.unwrap_or(0.0);
-    let l2: Vec<f64> = (0..d + m + nu)
+    let l2_model_ngrams = opts.l2_model_ngrams.unwrap_or(0.0);
+    let l2: Vec<f64> = (0..d + m + nu + nv)
         .map(|j| {
             if j < dense {
                 opts.l2_dense
@@ -288,8 +369,10 @@ pub fn fit(set: &TrainSet, opts: &TrainOptions) -> Result<(Model, FitReport), Tr
                 opts.l2_hash
             } else if j < d + m {
                 1e-6
-            } else {
+            } else if j < d + m + nu {
                 l2_model
+            } else {
+                l2_model_ngrams
             }
         })
         .collect();
@@ -324,6 +407,28 @@ pub fn fit(set: &TrainSet, opts: &TrainOptions) -> Result<(Model, FitReport), Tr
     } else {
         BTreeMap::new()
     };
+    let ngram_deviations: BTreeMap<String, NgramWeights> = match ngram_dev {
+        Some(o) => set
+            .models
+            .iter()
+            .enumerate()
+            .map(|(k, mm)| {
+                let v = prep
+                    .col
+                    .iter()
+                    .map(|&c| {
+                        if c == NO_COL {
+                            0.0
+                        } else {
+                            theta[o + c as usize * m + k] as f32
+                        }
+                    })
+                    .collect();
+                (mm.name.clone(), NgramWeights(v))
+            })
+            .collect(),
+        None => BTreeMap::new(),
+    };
     let ladder = ladder_prior(&set.models, &theta[d..d + m]);
     let mut model = Model {
         features: spec.clone(),
@@ -332,6 +437,7 @@ pub fn fit(set: &TrainSet, opts: &TrainOptions) -> Result<(Model, FitReport), Tr
         weights: theta[..d].iter().map(|&x| x as f32).collect(),
         abilities,
         deviations: deviations_map,
+        ngram_deviations,
         ladder,
         transfer: opts
             .l2_transfer
@@ -616,6 +722,25 @@ fn ladder_prior(models: &[ModelMeta], abilities: &[f64]) -> LadderPrior {
 
 /// Minimizes `f` (which writes its gradient) from `x` in place by L-BFGS with a backtracking
 /// Armijo line search. Returns (iterations, final value).
+/// a · b, summed in four interleaved lanes (so it vectorizes: L-BFGS on the hundreds of
+/// thousands of per-model n-gram weights is bound by these dot products).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ac, bc) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 pub fn lbfgs(
     x: &mut [f64],
     f: &mut dyn FnMut(&[f64], &mut [f64]) -> f64,
@@ -627,7 +752,8 @@ pub fn lbfgs(
     let mut fx = f(x, &mut g);
     let mut s_hist: Vec<Vec<f64>> = Vec::new();
     let mut y_hist: Vec<Vec<f64>> = Vec::new();
-    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    // 1 / (y · s) of each stored pair
+    let mut rho_hist: Vec<f64> = Vec::new();
     let mut xn = vec![0.0; n];
     let mut gn = vec![0.0; n];
     let mut it = 0;
@@ -638,8 +764,7 @@ pub fn lbfgs(
         let k = s_hist.len();
         let mut alpha = vec![0.0; k];
         for i in (0..k).rev() {
-            let rho = 1.0 / dot(&y_hist[i], &s_hist[i]);
-            alpha[i] = rho * dot(&s_hist[i], &q);
+            alpha[i] = rho_hist[i] * dot(&s_hist[i], &q);
             for (qj, yj) in q.iter_mut().zip(&y_hist[i]) {
                 *qj -= alpha[i] * yj;
             }
@@ -651,8 +776,7 @@ pub fn lbfgs(
         };
         q.iter_mut().for_each(|v| *v *= gamma);
         for i in 0..k {
-            let rho = 1.0 / dot(&y_hist[i], &s_hist[i]);
-            let beta = rho * dot(&y_hist[i], &q);
+            let beta = rho_hist[i] * dot(&y_hist[i], &q);
             for (qj, sj) in q.iter_mut().zip(&s_hist[i]) {
                 *qj += sj * (alpha[i] - beta);
             }
@@ -663,6 +787,7 @@ pub fn lbfgs(
             // not a descent direction: restart with steepest descent
             s_hist.clear();
             y_hist.clear();
+            rho_hist.clear();
             let sc = 1.0 / dot(&g, &g).sqrt().max(1e-12);
             dir = g.iter().map(|v| -v * sc).collect();
             slope = dot(&dir, &g);
@@ -694,9 +819,11 @@ pub fn lbfgs(
         if sy > 1e-12 {
             s_hist.push(s);
             y_hist.push(y);
+            rho_hist.push(1.0 / sy);
             if s_hist.len() > memory {
                 s_hist.remove(0);
                 y_hist.remove(0);
+                rho_hist.remove(0);
             }
         }
         if rel < 1e-9 || dot(&g, &g).sqrt() < 1e-7 {
@@ -714,7 +841,10 @@ pub fn lbfgs(
     reason = "tests may unwrap"
 )]
 mod tests {
+    use super::super::features::featurize;
     use super::*;
+    use tierwise_core::request::RequestView;
+    use tierwise_core::signals::{Hints, Signals};
 
     #[test]
     fn lbfgs_minimizes_a_quadratic() {
@@ -792,6 +922,92 @@ mod tests {
         });
         assert!(hard > easy);
         assert!(m.ladder.high >= m.ladder.low);
+    }
+
+    #[test]
+    fn ngram_deviations_learn_what_each_model_is_good_at() {
+        // Two topics told apart only by their words: "weak" answers topic A well and topic B
+        // badly, "strong" answers both. Same difficulty for both topics, so only a per-model
+        // n-gram deviation can say where the weak model falls short.
+        let spec = FeatureSpec::parse("ngrams=10", None).unwrap();
+        let empty = Signals::compute(
+            &RequestView::chat(
+                &serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .unwrap(),
+            &Hints::default(),
+        );
+        let topic = |a: bool, i: usize| {
+            let words = if a {
+                "photosynthesis chlorophyll leaf plant"
+            } else {
+                "contract tort statute plaintiff"
+            };
+            let text = format!("question {i}: {words}");
+            featurize(&spec, &text, &empty, None)
+        };
+        let mut examples = Vec::new();
+        for i in 0..300 {
+            let a = i % 2 == 0;
+            // the weak model fails topic B 80% of the time, topic A 10%
+            let weak_ok = if a { i % 10 != 0 } else { i % 5 == 1 };
+            examples.push(Example {
+                features: topic(a, i),
+                outcomes: vec![(0, f32::from(u8::from(weak_ok))), (1, 1.0)],
+                group: 0,
+            });
+        }
+        let models = vec![
+            ModelMeta {
+                name: "weak".into(),
+                group: 0,
+                price: 1.0,
+            },
+            ModelMeta {
+                name: "strong".into(),
+                group: 0,
+                price: 2.0,
+            },
+        ];
+        let set = TrainSet {
+            spec: spec.clone(),
+            examples,
+            models,
+        };
+        let gap = |m: &Model, a: bool| {
+            let p = m.probabilities(&topic(a, 1000), &["weak", "strong"]);
+            p[1] - p[0]
+        };
+        let (with, _) = fit(&set, &TrainOptions::default()).unwrap();
+        assert_eq!(with.ngram_deviations.len(), 2);
+        assert!(
+            gap(&with, false) > gap(&with, true) + 0.3,
+            "gain on topic B {} vs A {}",
+            gap(&with, false),
+            gap(&with, true)
+        );
+        // without them the shared difficulty cannot tell the weak model's topics apart as well
+        let (without, _) = fit(
+            &set,
+            &TrainOptions {
+                l2_model_ngrams: None,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(without.ngram_deviations.is_empty());
+        assert!(gap(&with, false) - gap(&with, true) > gap(&without, false) - gap(&without, true));
+        // the file keeps them (16-bit weights: within 1/32,767 of the largest)
+        let json = serde_json::to_string(&with).unwrap();
+        let back: Model = serde_json::from_str(&json).unwrap();
+        back.validate().unwrap();
+        for (name, w) in &with.ngram_deviations {
+            let max = w.0.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            for (x, y) in w.0.iter().zip(&back.ngram_deviations[name].0) {
+                assert!((x - y).abs() <= max / 32_767.0 * 0.51 + 1e-9, "{x} vs {y}");
+            }
+        }
+        assert!((gap(&back, false) - gap(&with, false)).abs() < 1e-3);
     }
 
     #[test]

@@ -104,6 +104,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         l2_dense: args.l2_dense,
         l2_hash: args.l2_ngrams,
         l2_model,
+        l2_model_ngrams: (args.l2_ngrams_per_model > 0.0).then_some(args.l2_ngrams_per_model),
         l2_transfer: (args.l2_transfer > 0.0).then_some(args.l2_transfer),
         transfer_groups,
         ..TrainOptions::default()
