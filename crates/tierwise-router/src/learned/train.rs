@@ -722,23 +722,10 @@ fn ladder_prior(models: &[ModelMeta], abilities: &[f64]) -> LadderPrior {
 
 /// Minimizes `f` (which writes its gradient) from `x` in place by L-BFGS with a backtracking
 /// Armijo line search. Returns (iterations, final value).
-/// a · b, summed in four interleaved lanes (so it vectorizes: L-BFGS on the hundreds of
-/// thousands of per-model n-gram weights is bound by these dot products).
+/// a · b, summed in order (the shipped router files are reproduced bit for bit by this order;
+/// a four-lane sum would vectorize but moves the weights in their fourth digit).
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (ac, bc) = (a.chunks_exact(4), b.chunks_exact(4));
-    let tail: f64 = ac
-        .remainder()
-        .iter()
-        .zip(bc.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..4 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+    a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>()
 }
 
 pub fn lbfgs(
