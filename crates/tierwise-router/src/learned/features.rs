@@ -601,6 +601,32 @@ fn count_byte(bytes: &[u8], b: u8) -> usize {
         .sum()
 }
 
+/// Lines of `text` (split at `\n`, like `text.split('\n')`) that are answer options
+/// ([`is_option_line`]). Lines are cut with memchr and most are turned down by their first
+/// byte: an ASCII byte that is not whitespace, `(` or A–J cannot start an option line (a
+/// non-ASCII one may be Unicode whitespace, so it takes the full check).
+fn count_option_lines(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut n = 0;
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+    for end in ends {
+        let first = bytes.get(start).copied().unwrap_or(b'\n');
+        // (`trim_start` skips Unicode white space: in ASCII, space and \t \n \v \f \r)
+        let may = !first.is_ascii()
+            || first == b' '
+            || (0x09..=0x0d).contains(&first)
+            || first == b'('
+            || (b'A'..=b'J').contains(&first);
+        // (`start..end` lies on char boundaries: both are at a `\n` or the text's ends)
+        if may && text.get(start..end).is_some_and(is_option_line) {
+            n += 1;
+        }
+        start = end + 1;
+    }
+    n
+}
+
 fn is_option_line(line: &str) -> bool {
     let t = line.trim_start();
     let t = t.strip_prefix('(').unwrap_or(t);
@@ -665,11 +691,8 @@ pub fn featurize(
             let questions = count_byte(bytes, b'?');
             // (`lines()` also drops a final empty line and a line's trailing `\r`: neither can
             // be an option line)
-            let options = text.split('\n').filter(|l| is_option_line(l)).count();
-            // (64 bytes at a time without an early exit, which vectorizes)
-            let latex = bytes
-                .chunks(64)
-                .any(|c| c.iter().fold(false, |a, &b| a | (b == b'\\') | (b == b'$')));
+            let options = count_option_lines(text);
+            let latex = memchr::memchr2(b'\\', b'$', bytes).is_some();
             dense.push(scaled(st.words));
             dense.push(if st.words > 0 {
                 st.word_chars as f32 / st.words as f32
@@ -819,6 +842,30 @@ mod tests {
         #[test]
         fn scan_matches_the_reference_on_random_text(t in "([ -~\t\n\r\x00-\x1f\x7f]|\\PC)*") {
             same_scan(&t);
+        }
+
+        #[test]
+        fn option_lines_and_latex_match_the_plain_versions(
+            t in "([A-K(.):$\\\\ \t\n\r\x0b\x0c\x1c-\x1f\u{85}\u{a0}\u{3000}x]|\\PC)*",
+            lines in proptest::collection::vec(
+                "[ \t\x0b\x0c\r\u{85}\u{a0}\u{3000}\x1c]{0,2}\\(?[A-K(a][.):x]( |x)?\\PC{0,3}",
+                0..8
+            ),
+            crlf in proptest::bool::ANY,
+        ) {
+            let option_like = lines.join(if crlf { "\r\n" } else { "\n" });
+            proptest::prop_assert_eq!(
+                count_option_lines(&option_like),
+                option_like.split('\n').filter(|l| is_option_line(l)).count()
+            );
+            proptest::prop_assert_eq!(
+                count_option_lines(&t),
+                t.split('\n').filter(|l| is_option_line(l)).count()
+            );
+            proptest::prop_assert_eq!(
+                memchr::memchr2(b'\\', b'$', t.as_bytes()).is_some(),
+                t.bytes().any(|b| b == b'\\' || b == b'$')
+            );
         }
     }
 
