@@ -106,6 +106,64 @@ fn eval_bad_input_exits_2_naming_it() {
 }
 
 #[test]
+fn ngram_deviations_are_trained_written_and_used() {
+    // own traffic: a router trained with per-model n-gram deviations on mmlu_pro's fixture,
+    // then evaluated on the same data set's ladder (its models are known: the IRT path)
+    let dir = tempfile::tempdir().unwrap();
+    let router = dir.path().join("ng.json");
+    let data = fixtures().join("mmlu_pro");
+    run_ok(
+        tierwise()
+            .args([
+                "train",
+                "--json",
+                "--features",
+                "signals,lexical,ngrams=10",
+                "--data",
+            ])
+            .arg(&data)
+            .arg("--out")
+            .arg(&router),
+    );
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&router).unwrap()).unwrap();
+    let devs = &file["models"][0]["ngram_deviations"];
+    assert!(
+        devs["gemini-1.5-pro-002"]["i16_le_base64"].is_string(),
+        "{devs}"
+    );
+    let eval = |extra: &[&str]| -> serde_json::Value {
+        let (out, _) = run_ok(
+            tierwise()
+                .args(["eval", "--json", "--data"])
+                .arg(&data)
+                .args(["--models", PAIR, "--router"])
+                .arg(&router)
+                .args(extra),
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let e = eval(&[]);
+    assert_eq!(e["router"]["abilities"], "trained");
+    assert_eq!(e["router"]["trained_on_these_rows"], true);
+    // in-sample, words the fixture's rows share: the deviations fit them, so they beat random
+    assert!(e["apgr"].as_f64().unwrap() > 0.55, "{}", e["apgr"]);
+    // a file without them (l2 0 = off) has no such key and a different curve
+    run_ok(
+        tierwise()
+            .args(["train", "--json", "--features", "signals,lexical,ngrams=10"])
+            .args(["--l2-ngrams-per-model", "0", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&router),
+    );
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&router).unwrap()).unwrap();
+    assert!(file["models"][0].get("ngram_deviations").is_none());
+    assert_ne!(eval(&[])["apgr"], e["apgr"]);
+}
+
+#[test]
 fn train_then_eval_on_another_data_set_and_cv() {
     let dir = tempfile::tempdir().unwrap();
     let router = dir.path().join("r.json");
