@@ -133,6 +133,21 @@ fn standardize(set: &TrainSet) -> (Vec<f64>, Vec<f64>) {
 }
 
 impl Prepared<'_> {
+    /// For each of a query's buckets that has per-model n-gram deviations: where its weights
+    /// start in θ (model k's at that + k) and the bucket's value. Bucket-major, so a query
+    /// touches one or two cache lines per bucket. Nothing without n-gram deviations.
+    fn ngram_slots<'s>(
+        &'s self,
+        sparse: &'s [(u32, f32)],
+    ) -> impl Iterator<Item = (usize, f64)> + 's {
+        let o = self.ngram_dev;
+        sparse.iter().filter_map(move |&(b, v)| {
+            let col = *self.col.get(b as usize)?;
+            let o = o?;
+            (col != NO_COL).then(|| (o + col as usize * self.models, f64::from(v)))
+        })
+    }
+
     /// Loss and gradient at θ = [w (d), a (models)].
     fn eval(&self, theta: &[f64], grad: &mut [f64], threads: usize) -> f64 {
         let d = self.d;
@@ -168,19 +183,9 @@ impl Prepared<'_> {
                             tv.clear();
                             tv.resize(e.outcomes.len(), 0.0);
                             rv.clear();
-                            if let Some(o) = self.ngram_dev {
-                                // bucket-major block: a bucket's weights for every model are
-                                // adjacent, so a query touches one or two cache lines per bucket
-                                for &(b, v) in &e.features.sparse {
-                                    let c = self.col[b as usize];
-                                    if c == NO_COL {
-                                        continue;
-                                    }
-                                    let base = o + c as usize * self.models;
-                                    let v = f64::from(v);
-                                    for (t, &(m, _)) in tv.iter_mut().zip(&e.outcomes) {
-                                        *t += theta[base + m as usize] * v;
-                                    }
+                            for (base, v) in self.ngram_slots(&e.features.sparse) {
+                                for (t, &(m, _)) in tv.iter_mut().zip(&e.outcomes) {
+                                    *t += theta[base + m as usize] * v;
                                 }
                             }
                             let mut dmu = 0.0;
@@ -213,17 +218,9 @@ impl Prepared<'_> {
                                 rv.push(c * (p - y));
                                 dmu += c * (y - p);
                             }
-                            if let Some(o) = self.ngram_dev {
-                                for &(b, v) in &e.features.sparse {
-                                    let c = self.col[b as usize];
-                                    if c == NO_COL {
-                                        continue;
-                                    }
-                                    let base = o + c as usize * self.models;
-                                    let v = f64::from(v);
-                                    for (r, &(m, _)) in rv.iter().zip(&e.outcomes) {
-                                        g[base + m as usize] += r * v;
-                                    }
+                            for (base, v) in self.ngram_slots(&e.features.sparse) {
+                                for (r, &(m, _)) in rv.iter().zip(&e.outcomes) {
+                                    g[base + m as usize] += r * v;
                                 }
                             }
                             for j in 0..self.dense {
