@@ -560,20 +560,7 @@ fn word_byte_mask(block: &[u8]) -> u64 {
             & HI;
         hits.wrapping_mul(0x0002_0408_1020_4081) >> 56
     };
-    let mut mask = 0u64;
-    let mut words = block.chunks_exact(8);
-    for (k, eight) in (&mut words).enumerate() {
-        mask |= eight_mask(eight.try_into().map_or(0, u64::from_le_bytes)) << (8 * k);
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        let w = rest
-            .iter()
-            .rev()
-            .fold(0u64, |w, &b| (w << 8) | u64::from(b));
-        mask |= eight_mask(w) << (block.len() - rest.len());
-    }
-    mask
+    mask_by_eights(block, eight_mask)
 }
 
 /// Slots of [`Keywords::prefixes`] (a power of two, at least twice the literals).
@@ -1054,7 +1041,14 @@ fn ascii_alpha_mask(block: &[u8]) -> u64 {
         let letter = t.wrapping_add(0x1F * LO) & !t.wrapping_add(0x05 * LO) & (0x80 * LO);
         letter.wrapping_mul(0x0002_0408_1020_4081) >> 56
     };
-    // whole words read in place; the last few bytes (zeros past them: not letters) apart
+    mask_by_eights(block, eight_mask)
+}
+
+/// The 64-bit mask of `block` (at most 64 bytes) from `eight_mask`, which maps eight bytes
+/// (little endian) to their eight bits: whole words read in place, the last few bytes padded
+/// with zeros (which neither caller counts).
+#[inline(always)]
+fn mask_by_eights(block: &[u8], eight_mask: impl Fn(u64) -> u64) -> u64 {
     let mut mask = 0u64;
     let mut words = block.chunks_exact(8);
     for (k, eight) in (&mut words).enumerate() {
