@@ -1,5 +1,6 @@
-//! Fitting the model: L2-regularized logistic IRT, P(m good on q) = σ(a_m − w·x_q), by
-//! full-batch L-BFGS. Scores in [0, 1] are soft labels. Each query weighs the same whatever the
+//! Fitting the model: L2-regularized logistic IRT, P(m good on q) = σ(a_m − w·x_q + u_m·z_q +
+//! v_m·h_q) — per-model deviations u_m on the standardized dense features z and v_m on the hashed
+//! n-grams h (each optional) — by full-batch L-BFGS. Scores in [0, 1] are soft labels. Each query weighs the same whatever the
 //! number of models it has outcomes for; with `balance_groups`, each data set weighs the same.
 
 use std::collections::BTreeMap;
