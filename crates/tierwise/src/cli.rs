@@ -160,6 +160,9 @@ pub struct EvalArgs {
     /// With --cv: L2 penalty on the per-model n-gram deviations (with `ngrams` features); 0 = none.
     #[arg(long, default_value_t = tierwise_router::learned::train::DEFAULT_L2_MODEL_NGRAMS)]
     pub l2_ngrams_per_model: f64,
+    /// With --cv: L-BFGS iterations per fit, at most.
+    #[arg(long, default_value_t = 300)]
+    pub max_iter: usize,
     /// Embedding model folder (default: $TIERWISE_EMBED_DIR, else router/embed/tokenlearn-static-model-0.1.1).
     #[arg(long)]
     pub embed_dir: Option<PathBuf>,
@@ -202,6 +205,10 @@ pub struct TrainArgs {
     /// trained model is unusually good or bad at; with `ngrams` features); 0 = none.
     #[arg(long, default_value_t = tierwise_router::learned::train::DEFAULT_L2_MODEL_NGRAMS)]
     pub l2_ngrams_per_model: f64,
+    /// L-BFGS iterations per fit, at most (fits with n-gram deviations take ~0.3 s per
+    /// iteration on 17k rows).
+    #[arg(long, default_value_t = 300)]
+    pub max_iter: usize,
     /// L2 penalty of the transfer head (the estimate used for ladders with models the router
     /// was not trained on); 0 = no head (positional abilities instead).
     #[arg(long, default_value_t = 0.1)]

@@ -217,6 +217,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<Status> {
             let cv_opts = TrainOptions {
                 l2_model_ngrams: (args.l2_ngrams_per_model > 0.0)
                     .then_some(args.l2_ngrams_per_model),
+                max_iter: args.max_iter.max(1),
                 ..TrainOptions::default()
             };
             let pb = output::progress(k as u64, quiet, "cross-validating");

@@ -105,6 +105,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<Status> {
         l2_hash: args.l2_ngrams,
         l2_model,
         l2_model_ngrams: (args.l2_ngrams_per_model > 0.0).then_some(args.l2_ngrams_per_model),
+        max_iter: args.max_iter.max(1),
         l2_transfer: (args.l2_transfer > 0.0).then_some(args.l2_transfer),
         transfer_groups,
         ..TrainOptions::default()
