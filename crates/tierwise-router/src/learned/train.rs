@@ -873,18 +873,7 @@ mod tests {
         let set = TrainSet {
             spec,
             examples,
-            models: vec![
-                ModelMeta {
-                    name: "weak".into(),
-                    group: 0,
-                    price: 1.0,
-                },
-                ModelMeta {
-                    name: "strong".into(),
-                    group: 0,
-                    price: 2.0,
-                },
-            ],
+            models: weak_and_strong(),
         };
         let (m, rep) = fit(
             &set,
@@ -907,6 +896,19 @@ mod tests {
         });
         assert!(hard > easy);
         assert!(m.ladder.high >= m.ladder.low);
+    }
+
+    /// Two models of one data set: "weak" (price 1) and "strong" (price 2).
+    fn weak_and_strong() -> Vec<ModelMeta> {
+        ["weak", "strong"]
+            .iter()
+            .zip([1.0, 2.0])
+            .map(|(name, price)| ModelMeta {
+                name: (*name).into(),
+                group: 0,
+                price,
+            })
+            .collect()
     }
 
     #[test]
@@ -942,18 +944,7 @@ mod tests {
                 group: 0,
             });
         }
-        let models = vec![
-            ModelMeta {
-                name: "weak".into(),
-                group: 0,
-                price: 1.0,
-            },
-            ModelMeta {
-                name: "strong".into(),
-                group: 0,
-                price: 2.0,
-            },
-        ];
+        let models = weak_and_strong();
         let set = TrainSet {
             spec: spec.clone(),
             examples,
@@ -1122,18 +1113,7 @@ mod tests {
         let set = TrainSet {
             spec,
             examples,
-            models: vec![
-                ModelMeta {
-                    name: "weak".into(),
-                    group: 0,
-                    price: 1.0,
-                },
-                ModelMeta {
-                    name: "strong".into(),
-                    group: 0,
-                    price: 2.0,
-                },
-            ],
+            models: weak_and_strong(),
         };
         let g = pair_gains(&set);
         assert_eq!(g[9], Some(1.0));
