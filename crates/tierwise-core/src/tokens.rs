@@ -67,101 +67,100 @@ struct Memo {
     pieces: FastMap<Box<str>, u32>,
 }
 
-/// Counts of short pieces by [`short_key`]: open addressing with linear probing, at most half
-/// full (one multiply and, usually, one probe per lookup). The key `(0, 0)` (the empty piece,
-/// never looked up) marks an empty slot. The count is kept in the top four bits of the key's
-/// second word, which a short key leaves zero (its length, at most [`SHORT_PIECE`], is below
-/// them): a lookup reads one 16-byte slot. A piece of at most 15 bytes has at most 15 tokens.
-#[derive(Default)]
-struct ShortMemo {
-    slots: Vec<(u64, u64)>,
-    len: usize,
-}
-
-/// The bits of a slot's second word that hold the key.
+/// The bits of a slot's key word that hold the key; the top four hold the count (a piece of at
+/// most 15 bytes has at most 15 tokens).
 const SHORT_KEY_BITS: u64 = (1 << 60) - 1;
 
-impl ShortMemo {
-    fn slot(&self, key: (u64, u64)) -> usize {
-        let bits = self.slots.len().trailing_zeros();
-        let h = (key.0 ^ key.1.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (h >> (64 - bits)) as usize
-    }
+/// A slot of a [`CountMemo`]: a key and its count packed together, so a lookup reads one slot.
+/// The all-zero slot ([`CountSlot::EMPTY`], the empty piece's, never looked up) is free.
+trait CountSlot: Copy + PartialEq {
+    type Key: Copy + PartialEq;
+    const EMPTY: Self;
+    fn pack(key: Self::Key, n: u32) -> Self;
+    fn key(self) -> Self::Key;
+    fn count(self) -> u32;
+    /// Whether `key` can be held: not the empty slot's, no bits in the count's place.
+    fn holds(key: Self::Key) -> bool;
+    fn hash(key: Self::Key) -> u64;
+}
 
-    fn get(&self, key: (u64, u64)) -> Option<u32> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = self.slot(key);
-        loop {
-            match self.slots.get(i) {
-                Some(&(a, b)) if a == key.0 && b & SHORT_KEY_BITS == key.1 => {
-                    return Some((b >> 60) as u32);
-                }
-                Some(&(0, 0)) | None => return None,
-                Some(_) => i = (i + 1) & mask,
-            }
-        }
+/// Short pieces ([`short_key`]'s two words), the count in the top four bits of the second word,
+/// which a short key leaves zero (its length, at most [`SHORT_PIECE`], is below them).
+impl CountSlot for (u64, u64) {
+    type Key = (u64, u64);
+    const EMPTY: Self = (0, 0);
+    fn pack(key: Self::Key, n: u32) -> Self {
+        (key.0, key.1 | u64::from(n) << 60)
     }
-
-    /// Remembers `key` (not in the memo; a short key) with its count `n` (not remembered if
-    /// above 15, which a short piece's count never is); forgets everything when [`PIECE_CAP`]
-    /// are held.
-    fn insert(&mut self, key: (u64, u64), n: u32) {
-        if key == (0, 0) || key.1 & !SHORT_KEY_BITS != 0 || n > 15 {
-            return;
-        }
-        if self.len >= PIECE_CAP {
-            *self = ShortMemo::default();
-        }
-        if 2 * (self.len + 1) > self.slots.len() {
-            let size = (2 * self.slots.len()).max(1024);
-            let old = std::mem::replace(
-                self,
-                ShortMemo {
-                    slots: vec![(0, 0); size],
-                    len: 0,
-                },
-            );
-            for (a, b) in old.slots {
-                if (a, b) != (0, 0) {
-                    self.insert((a, b & SHORT_KEY_BITS), (b >> 60) as u32);
-                }
-            }
-        }
-        let mask = self.slots.len() - 1;
-        let mut i = self.slot(key);
-        while self.slots.get(i).is_some_and(|&k| k != (0, 0)) {
-            i = (i + 1) & mask;
-        }
-        if let Some(slot) = self.slots.get_mut(i) {
-            *slot = (key.0, key.1 | u64::from(n) << 60);
-            self.len += 1;
-        }
+    fn key(self) -> Self::Key {
+        (self.0, self.1 & SHORT_KEY_BITS)
+    }
+    fn count(self) -> u32 {
+        (self.1 >> 60) as u32
+    }
+    fn holds(key: Self::Key) -> bool {
+        key != (0, 0) && key.1 & !SHORT_KEY_BITS == 0
+    }
+    fn hash(key: Self::Key) -> u64 {
+        key.0 ^ key.1.rotate_left(29)
     }
 }
 
-/// Pieces of at most this many bytes are kept in [`TinyMemo`] (most words with their space).
-const TINY_PIECE: usize = 7;
+/// Pieces of at most [`TINY_PIECE`] bytes in 8-byte slots: the piece's bytes, its length in bits
+/// 56–59 (so the key is `short_key`'s two words or-ed, which do not overlap for such a piece)
+/// and its count in bits 60–63. Half the bytes of a short slot, so a prompt's pieces touch fewer
+/// cache lines.
+impl CountSlot for u64 {
+    type Key = u64;
+    const EMPTY: Self = 0;
+    fn pack(key: Self::Key, n: u32) -> Self {
+        key | u64::from(n) << 60
+    }
+    fn key(self) -> Self::Key {
+        self & SHORT_KEY_BITS
+    }
+    fn count(self) -> u32 {
+        (self >> 60) as u32
+    }
+    fn holds(key: Self::Key) -> bool {
+        key != 0 && key & !SHORT_KEY_BITS == 0
+    }
+    fn hash(key: Self::Key) -> u64 {
+        key
+    }
+}
 
-/// [`ShortMemo`] for pieces of at most [`TINY_PIECE`] bytes, in 8-byte slots: the piece's
-/// bytes, its length in bits 56–59 (so the slot is `short_key`'s two words or-ed, which do not
-/// overlap for such a piece) and its count in bits 60–63; 0 (no piece's) marks an empty slot.
-/// Half the bytes of a `ShortMemo` slot, so a prompt's pieces touch fewer cache lines.
-#[derive(Default)]
-struct TinyMemo {
-    slots: Vec<u64>,
+/// Counts of pieces by key: open addressing with linear probing, at most half full (one multiply
+/// and, usually, one probe per lookup).
+struct CountMemo<S> {
+    slots: Vec<S>,
     len: usize,
 }
 
-impl TinyMemo {
-    fn slot(&self, key: u64) -> usize {
+impl<S> Default for CountMemo<S> {
+    fn default() -> Self {
+        CountMemo {
+            slots: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+/// Short pieces (at most [`SHORT_PIECE`] bytes).
+type ShortMemo = CountMemo<(u64, u64)>;
+/// Pieces of at most [`TINY_PIECE`] bytes (most words with their space).
+type TinyMemo = CountMemo<u64>;
+
+/// Pieces of at most this many bytes are kept in [`TinyMemo`].
+const TINY_PIECE: usize = 7;
+
+impl<S: CountSlot> CountMemo<S> {
+    fn slot(&self, key: S::Key) -> usize {
         let bits = self.slots.len().trailing_zeros();
-        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize
+        (S::hash(key).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize
     }
 
-    fn get(&self, key: u64) -> Option<u32> {
+    fn get(&self, key: S::Key) -> Option<u32> {
         if self.slots.is_empty() {
             return None;
         }
@@ -169,43 +168,45 @@ impl TinyMemo {
         let mut i = self.slot(key);
         loop {
             match self.slots.get(i) {
-                Some(&v) if v & SHORT_KEY_BITS == key => return Some((v >> 60) as u32),
-                Some(&0) | None => return None,
+                Some(&v) if v.key() == key => return Some(v.count()),
+                Some(&v) if v == S::EMPTY => return None,
+                None => return None,
                 Some(_) => i = (i + 1) & mask,
             }
         }
     }
 
-    /// As [`ShortMemo::insert`], for a key of a piece of at most [`TINY_PIECE`] bytes.
-    fn insert(&mut self, key: u64, n: u32) {
-        if key == 0 || key & !SHORT_KEY_BITS != 0 || n > 15 {
+    /// Remembers `key` (not in the memo) with its count `n` (not remembered if above 15, which a
+    /// short piece's count never is); forgets everything when [`PIECE_CAP`] are held.
+    fn insert(&mut self, key: S::Key, n: u32) {
+        if !S::holds(key) || n > 15 {
             return;
         }
         if self.len >= PIECE_CAP {
-            *self = TinyMemo::default();
+            *self = CountMemo::default();
         }
         if 2 * (self.len + 1) > self.slots.len() {
             let size = (2 * self.slots.len()).max(1024);
             let old = std::mem::replace(
                 self,
-                TinyMemo {
-                    slots: vec![0; size],
+                CountMemo {
+                    slots: vec![S::EMPTY; size],
                     len: 0,
                 },
             );
             for v in old.slots {
-                if v != 0 {
-                    self.insert(v & SHORT_KEY_BITS, (v >> 60) as u32);
+                if v != S::EMPTY {
+                    self.insert(v.key(), v.count());
                 }
             }
         }
         let mask = self.slots.len() - 1;
         let mut i = self.slot(key);
-        while self.slots.get(i).is_some_and(|&v| v != 0) {
+        while self.slots.get(i).is_some_and(|&v| v != S::EMPTY) {
             i = (i + 1) & mask;
         }
         if let Some(slot) = self.slots.get_mut(i) {
-            *slot = key | u64::from(n) << 60;
+            *slot = S::pack(key, n);
             self.len += 1;
         }
     }
