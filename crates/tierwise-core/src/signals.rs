@@ -535,7 +535,7 @@ const WORD_BYTE: [u8; 256] = {
     let mut b = 0;
     while b < 256 {
         let c = b as u8;
-        t[b] = (c.is_ascii_alphanumeric() || c == b'_') as u8;
+        t[b] = is_word_byte(c) as u8;
         b += 1;
     }
     t
@@ -685,7 +685,6 @@ fn keyword_hits(text: &Prepared<'_>) -> KeywordHits {
         return hits;
     };
     let lo = text.lower();
-    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     // word starts, 64 bytes at a time as a bit mask (no branch per byte)
     let mut prev_word = false;
     for (c, chunk) in lo.chunks(64).enumerate() {
@@ -703,8 +702,8 @@ fn keyword_hits(text: &Prepared<'_>) -> KeywordHits {
                 }
                 let next = rest.get(lit.len()).copied();
                 let ends = match end {
-                    KeywordEnd::Word => !next.is_some_and(is_word),
-                    KeywordEnd::More => next.is_some_and(is_word),
+                    KeywordEnd::Word => !next.is_some_and(is_word_byte),
+                    KeywordEnd::More => next.is_some_and(is_word_byte),
                     KeywordEnd::Any => true,
                 };
                 if ends {
@@ -744,7 +743,8 @@ const LATEX_COMMANDS: &[&[u8]] = &[
     b"infty", b"pi", b"theta", b"alpha", b"beta",
 ];
 
-fn is_word_byte(b: u8) -> bool {
+/// A word byte (`\w` in ASCII mode): a letter, a digit or `_`.
+const fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
