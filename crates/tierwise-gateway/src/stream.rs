@@ -8,6 +8,10 @@
 //! then complete events are forwarded as soon as they are complete.
 //!
 //! The request is accounted when the stream ends, breaks, or the client goes away (`Drop`).
+//! A stream that ends normally gets one more event after the upstream's last: SSE comment lines
+//! with what the call cost (`: x-tierwise-cost-usd: …`, see [`cost_comment`]), the streamed
+//! counterpart of the non-streaming response's cost headers, which a stream cannot have because
+//! its headers leave before the usage arrives. SSE clients skip comment lines.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,7 +25,7 @@ use serde_json::Value;
 use tierwise_core::cost::{ServiceTier, Usage};
 use tierwise_core::request::Api;
 
-use crate::account::{self, Outcome, RequestCtx, usage_or_estimate};
+use crate::account::{self, Outcome, Priced, RequestCtx, usage_or_estimate};
 use crate::app::AppState;
 use crate::dispatch::{Candidate, Dispatched};
 use crate::upstream::{UpstreamError, passback_headers};
@@ -81,6 +85,11 @@ impl Scanner {
         }
         self.buf.drain(..start);
         self.strip_usage.then(|| Bytes::from(out))
+    }
+
+    /// Whether the stream so far ends inside an event (no blank line after its last bytes).
+    pub fn mid_event(&self) -> bool {
+        !self.buf.is_empty()
     }
 
     /// Bytes of an unfinished last event (forwarded as they are at the end of the stream).
@@ -204,11 +213,29 @@ pub struct SseRelay {
     done: bool,
 }
 
+/// The event a normally ended stream closes with: SSE comment lines named like the
+/// non-streaming cost headers (a price the catalog does not have is left out, never shown as
+/// zero) and whether the usage was estimated (the upstream sent none).
+pub fn cost_comment(priced: &Priced, usage_estimated: bool) -> String {
+    let mut out = String::new();
+    for (name, value) in [
+        ("x-tierwise-cost-usd", priced.cost),
+        ("x-tierwise-baseline-cost-usd", priced.baseline),
+    ] {
+        if let Some(v) = value {
+            out.push_str(&format!(": {name}: {v}\n"));
+        }
+    }
+    out.push_str(&format!(
+        ": x-tierwise-usage-estimated: {usage_estimated}\n\n"
+    ));
+    out
+}
+
 impl SseRelay {
-    fn finish(&mut self, status: u16, error: Option<String>) {
-        let Some(f) = self.finisher.take() else {
-            return;
-        };
+    /// Accounts the call once; returns its price and whether the usage was estimated.
+    fn finish(&mut self, status: u16, error: Option<String>) -> Option<(Priced, bool)> {
+        let f = self.finisher.take()?;
         let (usage, estimated) = usage_or_estimate(self.scan.usage, &f.ctx, &self.scan.text);
         let service_tier = ServiceTier::from_response(self.scan.service_tier.as_deref());
         let priced = account::price(&f.state, &f.candidate.model, &usage, service_tier);
@@ -226,6 +253,7 @@ impl SseRelay {
                 response_body: store.then(|| self.scan.text.clone()),
             },
         );
+        Some((priced, estimated))
     }
 }
 
@@ -259,10 +287,17 @@ impl Stream for SseRelay {
                 }
                 Poll::Ready(None) => {
                     this.done = true;
-                    let rest = this.scan.take_rest();
-                    this.finish(200, None);
-                    if !rest.is_empty() {
-                        return Poll::Ready(Some(Ok(rest)));
+                    let mid_event = this.scan.mid_event();
+                    let mut tail = this.scan.take_rest().to_vec();
+                    if let Some((priced, estimated)) = this.finish(200, None) {
+                        if mid_event {
+                            // close the upstream's unfinished event before ours
+                            tail.extend_from_slice(b"\n\n");
+                        }
+                        tail.extend_from_slice(cost_comment(&priced, estimated).as_bytes());
+                    }
+                    if !tail.is_empty() {
+                        return Poll::Ready(Some(Ok(Bytes::from(tail))));
                     }
                     return Poll::Ready(None);
                 }
@@ -328,6 +363,23 @@ mod tests {
              {USAGE}\n\n\
              data: [DONE]\n\n"
         )
+    }
+
+    #[test]
+    fn cost_comment_names_the_headers_and_leaves_out_unknown_prices() {
+        let priced = Priced {
+            cost: Some(rust_decimal::Decimal::new(12, 4)),
+            baseline: None,
+        };
+        assert_eq!(
+            cost_comment(&priced, false),
+            ": x-tierwise-cost-usd: 0.0012\n: x-tierwise-usage-estimated: false\n\n"
+        );
+        let mut s = Scanner::new(Api::ChatCompletions, false);
+        assert_eq!(s.feed(b"data: {}\n\ndata: [DO"), None);
+        assert!(s.mid_event());
+        s.feed(b"NE]\n\n");
+        assert!(!s.mid_event());
     }
 
     #[test]

@@ -271,7 +271,22 @@ async fn streams_chunk_by_chunk_and_logs_usage() {
     while let Some(chunk) = stream.next().await {
         seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
     }
-    assert!(seen.ends_with("data: [DONE]\n\n"), "{seen}");
+    // The upstream's events, then ours: what the call cost, as SSE comments.
+    let (events, trailer) = seen.split_once("data: [DONE]\n\n").expect("[DONE]");
+    assert!(
+        trailer.ends_with("\n\n") && trailer.lines().all(|l| l.is_empty() || l.starts_with(": ")),
+        "{trailer}"
+    );
+    let streamed_cost: rust_decimal::Decimal =
+        comment(trailer, "x-tierwise-cost-usd").parse().unwrap();
+    assert!(
+        comment(trailer, "x-tierwise-baseline-cost-usd")
+            .parse::<rust_decimal::Decimal>()
+            .unwrap()
+            > streamed_cost
+    );
+    assert_eq!(comment(trailer, "x-tierwise-usage-estimated"), "false");
+    let seen = format!("{events}data: [DONE]\n\n");
     // The client did not ask for the usage chunk: it was stripped (we asked upstream for it).
     assert!(!seen.contains("\"choices\":[]"), "{seen}");
     let sent = &h.mock.mock.requests()[0].body;
@@ -314,6 +329,21 @@ async fn streams_chunk_by_chunk_and_logs_usage() {
         );
         assert_eq!(r.cost_usd, Some(expected_cost(MINI, &usage["usage"], "1")));
     }
+    assert_eq!(rows[0].cost_usd, Some(streamed_cost));
+    // Passed through unchanged (the client asked for usage), closed the same way.
+    let (_, trailer2) = seen2.split_once("data: [DONE]\n\n").expect("[DONE]");
+    assert_eq!(
+        rows[1].cost_usd.map(|c| c.to_string()).as_deref(),
+        Some(comment(trailer2, "x-tierwise-cost-usd"))
+    );
+}
+
+/// The value of the `: name: value` comment line of a stream's closing event.
+fn comment<'a>(trailer: &'a str, name: &str) -> &'a str {
+    trailer
+        .lines()
+        .find_map(|l| l.strip_prefix(": ")?.strip_prefix(name)?.strip_prefix(": "))
+        .unwrap_or_else(|| panic!("no {name} in {trailer}"))
 }
 
 #[tokio::test]
@@ -327,7 +357,13 @@ async fn stream_without_upstream_usage_is_estimated_and_disconnects_are_logged()
     let mut body = user("nano", "hello there");
     body["stream"] = json!(true);
     let text = h.chat(&body).await.text().await.unwrap();
-    assert!(text.ends_with("data: [DONE]\n\n"));
+    let (_, trailer) = text.split_once("data: [DONE]\n\n").expect("[DONE]");
+    assert_eq!(comment(trailer, "x-tierwise-usage-estimated"), "true");
+    assert!(
+        comment(trailer, "x-tierwise-cost-usd")
+            .parse::<rust_decimal::Decimal>()
+            .is_ok()
+    );
 
     // A client that goes away mid-stream.
     body["model"] = json!("mini");

@@ -315,7 +315,9 @@ async fn tool_search_streams_the_final_answer_to_streaming_clients() {
     assert!(text.contains("chat.completion.chunk"), "{text}");
     assert!(text.contains("Mock answer"), "{text}");
     assert!(!text.contains("tool_search"), "{text}");
-    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    // The upstream's events end with [DONE]; then the closing cost comment.
+    let (_, trailer) = text.split_once("data: [DONE]\n\n").expect("[DONE]");
+    assert!(trailer.starts_with(": x-tierwise-cost-usd: "), "{trailer}");
     // The client did not ask for usage: the usage chunk is cut.
     assert!(!text.contains("\"usage\""), "{text}");
     let reqs = h.mock.mock.requests();
