@@ -5,7 +5,7 @@ on CPU) and the semantic similarity of a multiple-choice question's OPTIONS (dis
 plausibility, a classic item-difficulty signal). Both are measured with `tierwise eval`'s pair
 metric (within_task.pm) on the same held-out categories and pairs as `transfer_check.sh heldout`.
 
-  python crates/tierwise-eval/examples/encoder_checks.py finetune DATA_DIR [EPOCHS] [FROZEN_LAYERS]
+  python crates/tierwise-eval/examples/encoder_checks.py finetune DATA_DIR [EPOCHS] [FROZEN_LAYERS] [in-set]
   python crates/tierwise-eval/examples/encoder_checks.py options DATA_DIR
 
 DATA_DIR = ../shared/data/routing.  Needs the MiniLM files (`scripts/fetch-minilm.sh`) and the
@@ -24,7 +24,9 @@ Trained on the mmlu_pro rows outside the held-out categories; scored on them (an
 fold, on llmrouter's `mmlu` task, whose models it never saw): "ft gain" = the gain head,
 "ft difficulty" = the IRT head's mean P(ok) reversed (hardest first), "ft IRT pair" = P(strong)
 - P(weak) for the pair's own models (known models, new category).  "frozen ridge" = ridge of the
-gain label on the pretrained model's mean-pooled output (no fine-tuning).
+gain label on the pretrained model's mean-pooled output (no fine-tuning).  `in-set` instead
+trains on four fifths of mmlu_pro, all categories mixed, and scores the fifth left (the `--cv`
+case), beside word TF-IDF ridge on each pair's own gain (numpy scipy scikit-learn).
 """
 import copy
 import os
@@ -51,7 +53,7 @@ def mean_over(res, i):
 # ---------------------------------------------------------------- fine-tuned MiniLM
 
 
-def finetune(data, epochs, frozen):
+def finetune(data, epochs, frozen, in_set=False):
     import torch
     from transformers import BertModel, PreTrainedTokenizerFast
     torch.manual_seed(0)
@@ -143,7 +145,13 @@ def finetune(data, epochs, frozen):
     _, _, e_lr = predict(Top(len(models)), hl, aml)
     print(f'fine-tuned all-MiniLM-L6-v2, {6 - frozen} trainable layers, {epochs} epoch(s); '
           f'APGR / CPT(50%), mean over the pairs {MP3}')
-    for n_fold, hold in enumerate(FOLDS):
+    folds = FOLDS
+    if in_set:
+        # one random fifth of mmlu_pro, all categories mixed: the `--cv` case, not a held-out one
+        te5 = np.random.default_rng(0).integers(0, 5, len(mm)) == 0
+        cat = np.where(te5, 'random fifth', cat)
+        folds = [['random fifth']]
+    for n_fold, hold in enumerate(folds):
         te = np.isin(cat, hold)
         tr = ~te
         g = gain_label(y[tr])
@@ -162,6 +170,20 @@ def finetune(data, epochs, frozen):
                    y[te][cat[te] == c][:, models.index(a)], y[te][cat[te] == c][:, models.index(b)])[q]
                 for q in ('apgr', 'cpt50')] for c in hold for a, b in MP3]
         print(f'  {"ft IRT pair (known)":22s} {mean_over(res, 0):.3f} / {100 * mean_over(res, 1):.1f}%')
+        if in_set:
+            # the text baseline on the same split: word TF-IDF ridge of each pair's own gain
+            from sklearn.feature_extraction.text import TfidfVectorizer
+            from sklearn.linear_model import Ridge
+            x = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(
+                [text_of(r)[:1536] for r in mm])
+            res = []
+            for a, b in MP3:
+                gain = y[:, models.index(b)] - y[:, models.index(a)]
+                ok = tr & ~np.isnan(gain)
+                s = Ridge(alpha=3).fit(x[ok], gain[ok]).predict(x[te])
+                r = pm(s, y[te][:, models.index(a)], y[te][:, models.index(b)])
+                res.append((r['apgr'], r['cpt50']))
+            print(f'  {"TF-IDF ridge, pair gain":22s} {mean_over(res, 0):.3f} / {100 * mean_over(res, 1):.1f}%')
         if n_fold == 0:
             pgl, pl, _ = predict(model, hl, aml)
             for name, s in {'frozen ridge L2 10': ridge(e_all[tr], g, e_lr, 10.0), 'ft gain': pgl,
@@ -272,7 +294,7 @@ if __name__ == '__main__':
     warnings.filterwarnings('ignore')
     if len(sys.argv) >= 3 and sys.argv[1] == 'finetune':
         finetune(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 1,
-                 int(sys.argv[4]) if len(sys.argv) > 4 else 4)
+                 int(sys.argv[4]) if len(sys.argv) > 4 else 4, sys.argv[5:] == ['in-set'])
     elif len(sys.argv) == 3 and sys.argv[1] == 'options':
         options(sys.argv[2])
     else:
