@@ -125,6 +125,28 @@ pub struct Priced {
     pub baseline: Option<Decimal>,
 }
 
+impl Priced {
+    /// The cost headers' names and values: what a non-streaming response carries as headers and
+    /// a stream as its closing comment lines. A price the catalog lacks is `None` (left out).
+    pub fn named(&self) -> [(&'static str, Option<Decimal>); 2] {
+        [
+            ("x-tierwise-cost-usd", self.cost),
+            ("x-tierwise-baseline-cost-usd", self.baseline),
+        ]
+    }
+
+    /// Sets the cost headers on a response ([`Priced::named`]).
+    pub fn insert_headers(&self, h: &mut axum::http::HeaderMap) {
+        for (name, value) in self.named() {
+            if let Some(v) = value
+                && let Ok(v) = axum::http::HeaderValue::from_str(&v.to_string())
+            {
+                h.insert(name, v);
+            }
+        }
+    }
+}
+
 /// Prices `usage` on `model` (billed on `service_tier`) and on the baseline tier.
 pub fn price(state: &AppState, model: &str, usage: &Usage, service_tier: ServiceTier) -> Priced {
     let catalog = &state.config.catalog;

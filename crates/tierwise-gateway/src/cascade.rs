@@ -331,16 +331,7 @@ pub async fn run(
     };
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
-    for (name, value) in [
-        ("x-tierwise-cost-usd", priced.cost),
-        ("x-tierwise-baseline-cost-usd", priced.baseline),
-    ] {
-        if let Some(v) = value
-            && let Ok(v) = HeaderValue::from_str(&v.to_string())
-        {
-            h.insert(name, v);
-        }
-    }
+    priced.insert_headers(h);
     if let Ok(v) = HeaderValue::from_str(&header_text) {
         h.insert("x-tierwise-attempts", v);
     }

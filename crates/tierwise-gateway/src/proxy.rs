@@ -251,16 +251,7 @@ async fn complete(
     for (k, v) in passback {
         h.insert(k, v);
     }
-    for (name, value) in [
-        ("x-tierwise-cost-usd", priced.cost),
-        ("x-tierwise-baseline-cost-usd", priced.baseline),
-    ] {
-        if let Some(v) = value
-            && let Ok(v) = HeaderValue::from_str(&v.to_string())
-        {
-            h.insert(name, v);
-        }
-    }
+    priced.insert_headers(h);
     decorate(&mut resp, ctx);
     account::finish(
         state,

@@ -218,10 +218,7 @@ pub struct SseRelay {
 /// zero) and whether the usage was estimated (the upstream sent none).
 pub fn cost_comment(priced: &Priced, usage_estimated: bool) -> String {
     let mut out = String::new();
-    for (name, value) in [
-        ("x-tierwise-cost-usd", priced.cost),
-        ("x-tierwise-baseline-cost-usd", priced.baseline),
-    ] {
+    for (name, value) in priced.named() {
         if let Some(v) = value {
             out.push_str(&format!(": {name}: {v}\n"));
         }

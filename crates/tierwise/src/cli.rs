@@ -161,7 +161,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = tierwise_router::learned::train::DEFAULT_L2_MODEL_NGRAMS)]
     pub l2_ngrams_per_model: f64,
     /// With --cv: L-BFGS iterations per fit, at most.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = tierwise_router::learned::train::DEFAULT_MAX_ITER)]
     pub max_iter: usize,
     /// Embedding model folder (default: $TIERWISE_EMBED_DIR, else router/embed/tokenlearn-static-model-0.1.1).
     #[arg(long)]
@@ -207,7 +207,7 @@ pub struct TrainArgs {
     pub l2_ngrams_per_model: f64,
     /// L-BFGS iterations per fit, at most (fits with n-gram deviations take ~0.3 s per
     /// iteration on 17k rows).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = tierwise_router::learned::train::DEFAULT_MAX_ITER)]
     pub max_iter: usize,
     /// L2 penalty of the transfer head (the estimate used for ladders with models the router
     /// was not trained on); 0 = no head (positional abilities instead).

@@ -60,7 +60,7 @@ impl Default for TrainOptions {
         TrainOptions {
             l2_dense: 1e-3,
             l2_hash: 1e-3,
-            max_iter: 300,
+            max_iter: DEFAULT_MAX_ITER,
             balance_groups: true,
             l2_model: Some(1e-2),
             l2_model_ngrams: Some(DEFAULT_L2_MODEL_NGRAMS),
@@ -87,6 +87,9 @@ pub struct FitReport {
     pub rows: usize,
     pub pairs: usize,
 }
+
+/// Default bound on L-BFGS iterations per fit ([`TrainOptions::max_iter`]).
+pub const DEFAULT_MAX_ITER: usize = 300;
 
 /// Default L2 of the per-model n-gram deviations ([`TrainOptions::l2_model_ngrams`]).
 pub const DEFAULT_L2_MODEL_NGRAMS: f64 = 1e-5;
