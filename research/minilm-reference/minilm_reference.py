@@ -1,9 +1,9 @@
 """Independent NumPy forward pass of all-MiniLM-L6-v2 (BERT + mean pooling + L2 norm), used to
 check the Rust encoder in crates/tierwise-embed/src/minilm.rs.
 
-Usage: python3 crates/tierwise-embed/tests/minilm_reference.py [MODEL_DIR]
-(default router/embed/all-minilm-l6-v2). Needs numpy and tokenizers (pip). Writes
-MODEL_DIR/reference.json: [[text, [384 floats]], ...]; the Rust unit test
+Usage: python3 research/minilm-reference/minilm_reference.py [MODEL_DIR]
+(default router/embed/all-minilm-l6-v2). Needs numpy and tokenizers (requirements.txt beside
+this file). Writes MODEL_DIR/reference.json: [[text, [384 floats]], ...]; the Rust unit test
 `minilm::tests::matches_reference_when_present` compares against it.
 """
 import json, math, os, struct, sys

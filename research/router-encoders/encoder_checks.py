@@ -1,20 +1,21 @@
 #!/usr/bin/env python3
-"""Two content-aware candidates for routing within a held-out MMLU-like task (router/README.md,
-"Within one held-out task"): a FINE-TUNED all-MiniLM-L6-v2 (the RouteLLM BERT-router recipe,
-on CPU) and the semantic similarity of a multiple-choice question's OPTIONS (distractor
+"""Two content-aware candidates for routing within a held-out MMLU-like task
+(research/router-encoders/README.md): a FINE-TUNED all-MiniLM-L6-v2 (the RouteLLM BERT-router
+recipe, on CPU) and the semantic similarity of a multiple-choice question's OPTIONS (distractor
 plausibility, a classic item-difficulty signal). Both are measured with `tierwise eval`'s pair
-metric (within_task.pm) on the same held-out categories and pairs as `transfer_check.sh heldout`.
+metric (within_task.pm, from research/router-within-task/) on the same held-out categories and
+pairs as `research/router-transfer/transfer_check.sh heldout`.
 
-  python crates/tierwise-eval/examples/encoder_checks.py finetune DATA_DIR [EPOCHS] [FROZEN_LAYERS] [in-set]
-  python crates/tierwise-eval/examples/encoder_checks.py options DATA_DIR
+  python research/router-encoders/encoder_checks.py finetune DATA_DIR [EPOCHS] [FROZEN_LAYERS] [in-set]
+  python research/router-encoders/encoder_checks.py options DATA_DIR
 
 DATA_DIR = ../shared/data/routing.  Needs the MiniLM files (`scripts/fetch-minilm.sh`) and the
-static model (`scripts/fetch-embeddings.sh`).  Python packages, from PyPI (two venvs, because
-model2vec wants a newer `tokenizers` than transformers 4.46):
-  finetune: numpy scipy torch==2.5.1 transformers==4.46.3   (CPU; ~3 min to cache the frozen
-            layers, then ~3 min per epoch and held-out fold at 1 epoch / 2 trainable layers on
-            2 quiet cores, 8 min per epoch with 4 trainable layers under load)
-  options:  numpy scipy scikit-learn model2vec              (~2 min)
+static model (`scripts/fetch-embeddings.sh`).  Python packages, from PyPI, in two venvs because
+model2vec 0.10 wants a newer huggingface-hub and tokenizers than transformers 4.46.3 allows:
+  finetune: requirements.txt           (CPU; ~3 min to cache the frozen layers, then ~3 min per
+            epoch and held-out fold at 1 epoch / 2 trainable layers on 2 quiet cores, 8 min per
+            epoch with 4 trainable layers under load)
+  options:  requirements-options.txt   (~2 min)
 
 finetune: the frozen embeddings and first FROZEN_LAYERS (default 4) of the 6 layers are run once
 over every row (first 128 word pieces); the top layers are trained, mean pooled, with two heads:
@@ -36,10 +37,11 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', 'router-within-task'))
 from within_task import LP3, MP3, gain_label, pm, rows_of, text_of, ymat  # noqa: E402
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..')
+ROOT = os.path.join(HERE, '..', '..')
 MINILM = os.path.join(ROOT, 'router', 'embed', 'all-minilm-l6-v2')
 STATIC = os.path.join(ROOT, 'router', 'embed', 'tokenlearn-static-model-0.1.1')
 FOLDS = [['history', 'psychology', 'law'], ['math', 'physics', 'computer science']]

@@ -1,23 +1,24 @@
 #!/usr/bin/env python3
 """Routing within ONE held-out task (a GSM8K- or MMLU-like benchmark) with unseen model names:
 how far can prompt-only routing go, and do new domain-agnostic features or unsupervised
-per-deployment adaptation move the transfer head there?  Reproduces the "Within one held-out
-task" figures of router/README.md (NumPy; the pair metric is `tierwise eval`'s: it reproduces
-`tierwise eval --data llmrouter --split test --models gemma-2-9b-it,llama-3.1-nemotron-51b-instruct
---scores F` exactly from F, and the transfer head below reproduces `transfer_check.sh cross`).
+per-deployment adaptation move the transfer head there?  Reproduces the figures of
+research/router-within-task/README.md (NumPy; the pair metric is `tierwise eval`'s: it
+reproduces `tierwise eval --data llmrouter --split test --models
+gemma-2-9b-it,llama-3.1-nemotron-51b-instruct --scores F` exactly from F, and the transfer head
+below reproduces `research/router-transfer/transfer_check.sh cross`).
 
-  python3 crates/tierwise-eval/examples/within_task.py ceiling DATA_DIR
-  python3 crates/tierwise-eval/examples/within_task.py candidates DATA_DIR DUMP_DIR
-  python3 crates/tierwise-eval/examples/within_task.py subset DATA_DIR OUT_DIR llmrouter|mmlu_pro TASK...
-  python3 crates/tierwise-eval/examples/within_task.py minilm OUT_DIR llmrouter|mmlu_pro
+  python3 research/router-within-task/within_task.py ceiling DATA_DIR
+  python3 research/router-within-task/within_task.py candidates DATA_DIR DUMP_DIR
+  python3 research/router-within-task/within_task.py subset DATA_DIR OUT_DIR llmrouter|mmlu_pro TASK...
+  python3 research/router-within-task/within_task.py minilm OUT_DIR llmrouter|mmlu_pro
 
 DATA_DIR = ../shared/data/routing.  DUMP_DIR holds `dump_features` output of the current code:
-  for s in "mmlu_pro mmlu" "llmrouter train lrtrain" "llmrouter test lrtest"; do set -- $s
+  D=DATA_DIR; for s in "mmlu_pro mmlu" "llmrouter train lrtrain" "llmrouter test lrtest"; do set -- $s
     cargo run --release -p tierwise-eval --example dump_features -- $D/$1 ${3:+$2} DUMP_DIR/${3:-$2}; done
 (i.e. DUMP_DIR/mmlu, DUMP_DIR/lrtrain, DUMP_DIR/lrtest).  `subset` writes the rows of some tasks to
 OUT_DIR (outcomes.jsonl + models.json) for `dump_minilm -- OUT_DIR OUT_DIR/x 1536`; `minilm` then
-gives the within-task bound of all-MiniLM-L6-v2 embeddings on them.  numpy + scipy.  ~1 min (ceiling), ~3 min
-(candidates) on a busy core.
+gives the within-task bound of all-MiniLM-L6-v2 embeddings on them.  numpy + scipy
+(requirements.txt beside this file).  ~1 min (ceiling), ~3 min (candidates) on a busy core.
 """
 import gzip
 import json
@@ -75,8 +76,8 @@ def text_of(r):
 
 
 def gain_label(y):
-    """`pair_gains` of learned/train.rs: per row, the mean over ordered pairs (mean gain >= 0.03)
-    of (y_strong - y_weak) / mean gain, times the mean of those gains."""
+    """`pair_gains` of the router's training code: per row, the mean over ordered pairs (mean
+    gain >= 0.03) of (y_strong - y_weak) / mean gain, times the mean of those gains."""
     mu, m = np.nanmean(y, 0), y.shape[1]
     num, cnt, gaps = np.zeros(len(y)), np.zeros(len(y)), []
     for a in range(m):
@@ -202,7 +203,7 @@ SIG = ['ln_prompt_tokens', 'ln_last_user_tokens', 'ln_turns', 'ln_messages', 'ha
 LEX = ['ln_words', 'mean_word_len', 'digit_frac', 'upper_frac', 'symbol_frac', 'ln_lines', 'ln_questions', 'ln_option_lines',
        'latex', 'type_token_ratio', 'ln_numbers', 'ln_max_word_len']
 FEATS = SIG + LEX + NEW
-# TRANSFER_FEATURES of learned/train.rs
+# TRANSFER_FEATURES of the router's training code
 TF = ['ln_prompt_tokens', 'code', 'math', 'ln_words', 'mean_word_len', 'digit_frac', 'upper_frac', 'symbol_frac', 'ln_lines',
       'ln_questions', 'ln_option_lines', 'latex', 'type_token_ratio', 'ln_numbers', 'ln_max_word_len']
 
@@ -226,11 +227,11 @@ def join(a, b):
 
 
 class Head:
-    """The transfer head of learned/train.rs (`fit_gain_head`): ridge (L2 0.1) of `pair_gains` on
-    the head-standardized features, each training set weighing the same, plus LENGTH_PRIOR x the
-    fitted gain's spread on ln_prompt_tokens.  `stats`: how features are standardized when
-    scoring ('train' = as shipped; 'running' = by the mean/variance of the earlier rows of the
-    evaluated traffic, no labels, no look-ahead)."""
+    """The transfer head of the router's training code (`fit_gain_head`): ridge (L2 0.1) of
+    `pair_gains` on the head-standardized features, each training set weighing the same, plus
+    LENGTH_PRIOR x the fitted gain's spread on ln_prompt_tokens.  `stats`: how features are
+    standardized when scoring ('train' = as shipped; 'running' = by the mean/variance of the
+    earlier rows of the evaluated traffic, no labels, no look-ahead)."""
 
     def __init__(self, feats=TF, l2=0.1, prior=0.5, stats='train'):
         self.feats, self.l2, self.prior, self.stats = feats, l2, prior, stats

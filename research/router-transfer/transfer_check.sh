@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # How the learned router does on data it was not trained on, for ladders of model names it has
-# never seen (the transfer head decides). Reproduces the cross-set figures of router/README.md.
+# never seen (the transfer head decides). Reproduces the figures of
+# research/router-transfer/README.md.
 #
-#   bash crates/tierwise-eval/examples/transfer_check.sh TIERWISE DATA_DIR OUT_DIR [PART...]
+#   bash research/router-transfer/transfer_check.sh TIERWISE DATA_DIR OUT_DIR [PART...]
 #
 # TIERWISE = the tierwise binary, DATA_DIR = ../shared/data/routing (mmlu_pro + llmrouter),
 # OUT_DIR = scratch space. PARTs (default: all three):
