@@ -3,7 +3,7 @@
 //! each JSONL line's string values (messages, responses, tool descriptions), whole and per value.
 //!
 //! ```sh
-//! cargo run --release -p tierwise-core --example token_parity -- ../shared/data/routing/mmlu_pro/outcomes.jsonl.gz ...
+//! cargo run --release -p tierwise-core --example token_parity -- FILE.jsonl[.gz] ...
 //! ```
 //! Prints the number of strings compared and the first mismatches; exits 1 on any mismatch.
 #![allow(

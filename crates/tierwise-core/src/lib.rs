@@ -4,9 +4,11 @@
 //! - [`catalog`]: the tier ladder (cheapest first) and the price table of other models.
 //! - [`cost`]: provider usage and its exact price (`Decimal`), per service tier.
 //! - [`tokens`]: o200k_base token counting for text, chat messages and tool schemas.
+//!   - `tokens/fast.rs`: its per-thread memos and ASCII pre-tokenizer, beside their references.
 //! - [`request`]: a validated read-only view of a chat completions / Responses request body.
 //! - [`signals`]: what the router looks at (tokens, turns, code, math, tools, domain, language, hints).
-//! - [`config`]: `tierwise.toml`, raw → validated.
+//!   - `signals/scan.rs`: the byte scanners that compute them fast, beside their references.
+//! - [`config`]: `tierwise.toml`, raw → validated; `config/` has one file per section.
 //! - [`hash`]: one fast hasher (`FastMap`) for in-process memos and tables.
 
 pub mod catalog;
