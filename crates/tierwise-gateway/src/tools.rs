@@ -52,7 +52,7 @@ use tierwise_core::config::{ToolMode, Tools};
 use tierwise_core::request::{Api, RequestView};
 use tierwise_tools::tool_search;
 use tierwise_tools::{
-    Method, Policy, TextEmbedder, ToolIndex, embed_cache, embedders, select_with,
+    Method, SelectionPolicy, TextEmbedder, ToolIndex, embed_cache, embedders, select_with,
 };
 
 use crate::app::AppState;
@@ -67,7 +67,7 @@ pub const SESSION_KEY: &str = "__tierwise_tool_search";
 
 /// Prunes `tools` with the `[tools]` policy (see the module docs).
 pub struct ToolSearchShaper {
-    policy: Policy,
+    policy: SelectionPolicy,
     max_search_rounds: u32,
     cache: Arc<Mutex<IndexCache>>,
     /// The sentence embedder of `method = "hybrid"` (MiniLM); `None`: lexical.
@@ -126,7 +126,7 @@ impl std::fmt::Debug for ToolSearchShaper {
 }
 
 impl ToolSearchShaper {
-    pub fn new(policy: Policy) -> ToolSearchShaper {
+    pub fn new(policy: SelectionPolicy) -> ToolSearchShaper {
         ToolSearchShaper {
             policy,
             max_search_rounds: 2,
@@ -140,7 +140,7 @@ impl ToolSearchShaper {
     /// (`TIERWISE_MINILM_DIR`, else `router/embed/all-minilm-l6-v2`); without it the shaper
     /// ranks lexically and says so once (a warning in the log).
     pub fn from_config(tools: &Tools) -> ToolSearchShaper {
-        let mut policy = Policy::from_config(tools);
+        let mut policy = SelectionPolicy::from_config(tools);
         let mut shaper = ToolSearchShaper {
             max_search_rounds: tools.max_search_rounds,
             ..ToolSearchShaper::new(policy.clone())
@@ -686,8 +686,8 @@ mod tests {
             .collect()
     }
 
-    fn policy(mode: ToolMode) -> Policy {
-        Policy {
+    fn policy(mode: ToolMode) -> SelectionPolicy {
+        SelectionPolicy {
             mode,
             threshold: 16,
             top_k: 3,

@@ -14,7 +14,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use tierwise_core::config::ToolMode;
 use tierwise_core::request::RequestView;
-use tierwise_tools::{Method, Policy, TextEmbedder, ToolIndex, embedders, select, select_with};
+use tierwise_tools::{
+    Method, SelectionPolicy, TextEmbedder, ToolIndex, embedders, select, select_with,
+};
 
 fn fixture_tools() -> Vec<Value> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
@@ -69,7 +71,7 @@ fn bench(c: &mut Criterion) {
         });
     }
 
-    let policy = Policy {
+    let policy = SelectionPolicy {
         mode: ToolMode::Prune,
         threshold: 16,
         top_k: 16,
@@ -98,7 +100,7 @@ fn bench(c: &mut Criterion) {
     let Some(e) = dir.and_then(|d| embedders::MiniLmEmbedder::load(&d).ok()) else {
         return;
     };
-    let hybrid = Policy {
+    let hybrid = SelectionPolicy {
         method: Method::Hybrid,
         ..policy
     };

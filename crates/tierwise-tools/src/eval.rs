@@ -3,7 +3,7 @@
 //!
 //! Each query is treated like a gateway request: its tool list is its `candidates` when it has
 //! them (an index is built for that list, as the gateway does per request), otherwise the whole
-//! catalog (indexed once). Selection is [`crate::select`]'s: top-k relevant tools plus tools the
+//! catalog (indexed once). Selection is [`crate::select()`]'s: top-k relevant tools plus tools the
 //! index cannot read. A query counts as recalled at k when **all** its gold tools are kept.
 
 use std::fs::File;
@@ -18,7 +18,7 @@ use tierwise_core::request::RequestView;
 
 use crate::index::{TextEmbedder, ToolIndex};
 use crate::query::{Method, Query, rank};
-use crate::select::{Policy, select_ranked};
+use crate::select::{SelectionPolicy, select_ranked};
 
 /// Values of k on the curve (those above the largest tool list are dropped).
 pub const CURVE_KS: [usize; 18] = [
@@ -407,7 +407,7 @@ pub fn evaluate(
                 .map(|n| (n, i))
         })
         .collect();
-    let policy = Policy {
+    let policy = SelectionPolicy {
         mode: ToolMode::Prune,
         threshold: opts.threshold,
         top_k: opts.k.max(1),

@@ -14,8 +14,8 @@
 //!   `tierwise-embed` model). Robust to invalid tools (see the module docs).
 //! - [`query`]: [`Query`] (weighted channels: latest user turn, its clauses, earlier turns) and
 //!   [`rank`] with a [`Method`] (`bm25` baseline, `lexical` default, `hybrid`).
-//! - [`select`]: [`select()`] — the pure decision: kept tools in original order with reasons,
-//!   tokens offered vs sent, from the `[tools]` config ([`Policy`]).
+//! - [`select`](mod@select): [`select()`] — the pure decision: kept tools in original order with reasons,
+//!   tokens offered vs sent, from the `[tools]` config ([`SelectionPolicy`]).
 //! - [`tool_search`]: the `tool_search` function the gateway adds and answers itself.
 //! - [`embedders`]: the shared `tierwise-embed` models (MiniLM, static) as embedders.
 //! - [`embed_cache`]: tool vectors cached on disk by model and catalog fingerprint.
@@ -41,4 +41,9 @@ pub fn warm_up() {
 
 pub use index::{TextEmbedder, ToolEntry, ToolIndex, ToolStatus};
 pub use query::{Method, Query, rank, top};
-pub use select::{Kept, Policy, Reason, Selection, select, select_with};
+pub use select::{Kept, Reason, Selection, SelectionPolicy, select, select_with};
+
+/// The former name of [`SelectionPolicy`], still used by `tierwise-audit` and the CLI; remove
+/// once they name `SelectionPolicy`.
+#[doc(hidden)]
+pub use select::SelectionPolicy as Policy;

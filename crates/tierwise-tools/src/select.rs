@@ -13,9 +13,10 @@ use tierwise_core::request::RequestView;
 use crate::index::ToolIndex;
 use crate::query::{Method, Query, QueryEmbedder, top};
 
-/// How to select.
+/// Which tools [`select`] keeps: the `[tools]` config section (not the router's
+/// `tierwise_router::Policy`, which picks a tier).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Policy {
+pub struct SelectionPolicy {
     pub mode: ToolMode,
     /// Prune only when a request has more tools than this.
     pub threshold: usize,
@@ -24,15 +25,15 @@ pub struct Policy {
     /// Tool names always kept.
     pub pinned: Vec<String>,
     pub method: Method,
-    /// Share of the indexed tools also kept on large requests (see [`Policy::k_for`]).
+    /// Share of the indexed tools also kept on large requests (see [`SelectionPolicy::k_for`]).
     pub keep_share: f64,
 }
 
-impl Policy {
+impl SelectionPolicy {
     /// The policy of a `[tools]` config section. Hybrid needs an embedder, which the caller
     /// passes to [`select_with`] (without one it ranks like lexical).
-    pub fn from_config(tools: &Tools) -> Policy {
-        Policy {
+    pub fn from_config(tools: &Tools) -> SelectionPolicy {
+        SelectionPolicy {
             mode: tools.mode,
             threshold: tools.threshold,
             top_k: tools.top_k,
@@ -143,7 +144,7 @@ pub fn tool_choice_names(choice: &Value) -> Vec<String> {
 }
 
 /// Selects the tools of a request (lexical, or hybrid with the index's embedder).
-pub fn select(index: &ToolIndex, view: &RequestView, policy: &Policy) -> Selection {
+pub fn select(index: &ToolIndex, view: &RequestView, policy: &SelectionPolicy) -> Selection {
     select_with(index, view, policy, None)
 }
 
@@ -151,7 +152,7 @@ pub fn select(index: &ToolIndex, view: &RequestView, policy: &Policy) -> Selecti
 pub fn select_with(
     index: &ToolIndex,
     view: &RequestView,
-    policy: &Policy,
+    policy: &SelectionPolicy,
     embedder: QueryEmbedder<'_>,
 ) -> Selection {
     let mut forced: Vec<(usize, Reason)> = Vec::new();
@@ -188,7 +189,7 @@ pub fn select_with(
 }
 
 /// Whether `policy` prunes a list of this many tools.
-pub fn prunes(index: &ToolIndex, policy: &Policy) -> bool {
+pub fn prunes(index: &ToolIndex, policy: &SelectionPolicy) -> bool {
     policy.mode != ToolMode::Off && index.len() > policy.threshold
 }
 
@@ -214,7 +215,7 @@ pub fn select_ranked(
     index: &ToolIndex,
     ranking: &[usize],
     forced: &[(usize, Reason)],
-    policy: &Policy,
+    policy: &SelectionPolicy,
 ) -> Selection {
     let n = index.len();
     let mut reason: Vec<Option<Reason>> = vec![None; n];
@@ -281,8 +282,8 @@ mod tests {
             .collect()
     }
 
-    fn policy(threshold: usize, top_k: usize) -> Policy {
-        Policy {
+    fn policy(threshold: usize, top_k: usize) -> SelectionPolicy {
+        SelectionPolicy {
             mode: ToolMode::Prune,
             threshold,
             top_k,

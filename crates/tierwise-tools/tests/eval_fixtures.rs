@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tierwise_core::config::ToolMode;
 use tierwise_core::request::RequestView;
 use tierwise_tools::eval::{Dataset, EvalError, EvalOptions, Report, evaluate};
-use tierwise_tools::{Method, Policy, Reason, ToolIndex, select};
+use tierwise_tools::{Method, Reason, SelectionPolicy, ToolIndex, select};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -252,7 +252,7 @@ proptest! {
         let index = ToolIndex::build(&tools);
         prop_assert_eq!(index.len(), tools.len());
         let view = RequestView::chat(&json!({"model": "m", "messages": [{"role": "user", "content": names.join(" then ")}]})).unwrap();
-        let policy = Policy { mode: ToolMode::Prune, threshold: 0, top_k: k, pinned: vec![], method: Method::Lexical, keep_share: 0.0 };
+        let policy = SelectionPolicy { mode: ToolMode::Prune, threshold: 0, top_k: k, pinned: vec![], method: Method::Lexical, keep_share: 0.0 };
         let s = select(&index, &view, &policy);
         let kept = s.indices();
         prop_assert!(kept.windows(2).all(|w| w[0] < w[1]));
