@@ -1,120 +1,14 @@
-//! Accounting: per-request state, the price of what happened, metrics, and the log row.
-
-use std::time::Instant;
+//! Accounting: the price of what happened, metrics, and the log row (read from the request's
+//! [`RequestCtx`]).
 
 use rust_decimal::Decimal;
 use serde_json::Value;
 use tierwise_core::cost::{ServiceTier, Usage, cost};
-use tierwise_core::request::Api;
-use tierwise_core::signals::Hints;
 use tierwise_core::tokens;
-use tierwise_router::Decision;
 use tierwise_store::RequestRow;
-use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::dispatch::{Candidate, Trail};
-use crate::shape::{ToolShaping, ascii_header};
-
-/// Per-request state: created when the request arrives, filled by each stage (see `app.rs`).
-#[derive(Debug, Clone)]
-pub struct RequestCtx {
-    /// UUID v7, also the log row id and the `x-tierwise-request-id` header.
-    pub id: Uuid,
-    pub received: OffsetDateTime,
-    pub started: Instant,
-    pub api: Api,
-    /// Set by parse.
-    pub requested_model: String,
-    /// Set by parse.
-    pub stream: bool,
-    /// Set by hints.
-    pub hints: Hints,
-    /// Set by signals: prompt + tool-schema tokens (o200k), the estimate when usage is absent.
-    pub prompt_estimate: u64,
-    /// Set by decide.
-    pub decision: Option<Decision>,
-    /// Set by dispatch.
-    pub trail: Trail,
-    /// Set by read, only with `log.store_bodies`.
-    pub request_body: Option<String>,
-    /// Set by shape: tools (and their schema tokens) offered vs sent.
-    pub tools: ToolShaping,
-}
-
-impl RequestCtx {
-    pub fn new(api: Api) -> RequestCtx {
-        RequestCtx {
-            id: Uuid::now_v7(),
-            received: OffsetDateTime::now_utc(),
-            started: Instant::now(),
-            api,
-            requested_model: String::new(),
-            stream: false,
-            hints: Hints::default(),
-            prompt_estimate: 0,
-            decision: None,
-            trail: Trail::default(),
-            request_body: None,
-            tools: ToolShaping::default(),
-        }
-    }
-
-    pub fn endpoint(&self) -> &'static str {
-        match self.api {
-            Api::ChatCompletions => "chat.completions",
-            Api::Responses => "responses",
-        }
-    }
-
-    /// The candidate that answered or was last tried.
-    pub fn candidate(&self) -> Option<&Candidate> {
-        self.trail.last.as_ref()
-    }
-
-    /// Tier name for headers, metrics and the log: the tier that answered, else the decided one.
-    pub fn tier_name(&self) -> &str {
-        self.candidate()
-            .map(|c| c.tier_name.as_str())
-            .or(self.decision.as_ref().map(|d| d.tier_name.as_str()))
-            .unwrap_or("none")
-    }
-
-    pub fn model(&self) -> &str {
-        self.candidate()
-            .map(|c| c.model.as_str())
-            .or(self.decision.as_ref().map(|d| d.model.as_str()))
-            .unwrap_or("")
-    }
-
-    /// The router's reason, plus the fallback path when one was taken.
-    pub fn reason(&self) -> String {
-        let Some(d) = &self.decision else {
-            return String::new();
-        };
-        if self.trail.tried.len() > 1 {
-            format!("{} (fell back: {})", d.reason, self.trail.tried.join(" → "))
-        } else {
-            d.reason.clone()
-        }
-    }
-
-    /// `x-tierwise-*` headers describing the decision (ASCII-safe).
-    pub fn decision_headers(&self) -> Vec<(&'static str, String)> {
-        let mut h = vec![("x-tierwise-request-id", self.id.to_string())];
-        if self.decision.is_some() {
-            h.push(("x-tierwise-tier", ascii_header(self.tier_name())));
-            h.push(("x-tierwise-model", ascii_header(self.model())));
-            h.push(("x-tierwise-reason", ascii_header(&self.reason())));
-        }
-        if self.tools.offered > 0 {
-            h.push(("x-tierwise-tools-offered", self.tools.offered.to_string()));
-            h.push(("x-tierwise-tools-sent", self.tools.sent.to_string()));
-        }
-        h
-    }
-}
+use crate::ctx::RequestCtx;
 
 /// What a priced call cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

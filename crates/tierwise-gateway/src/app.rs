@@ -10,22 +10,30 @@
 //!          any other /v1/* (files, batches, embeddings …) → passthrough::handle, relayed as is
 //!          anything else (outside /v1) → 404 / 405, OpenAI-shaped
 //!
-//! proxy::handle — one RequestCtx per request, filled stage by stage:
-//!   1 receive   RequestCtx::new: id (UUID v7), received (wall clock), started (Instant)
-//!   2 read      body bytes; over the limit → 413; request_body kept only if log.store_bodies
-//!   3 parse     JSON → RequestView::chat | responses   → requested_model, stream
-//!   4 hints     metadata hints, overlaid by x-tierwise-* headers → hints
-//!   5 signals   tierwise_core::Signals (o200k tokens …) → prompt_estimate
+//! proxy::handle — one RequestCtx (ctx.rs) per request. Each stage writes the fields after ⇒;
+//! later stages read them. Nothing one stage hands another rides in the JSON body.
+//!   1 receive   RequestCtx::new                        ⇒ id (UUID v7), received, started, api
+//!   2 read      body bytes; over the limit → 413       ⇒ request_body (if log.store_bodies)
+//!   3 parse     JSON → RequestView::chat | responses   ⇒ requested_model, stream
+//!   4 hints     metadata hints, overlaid by x-tierwise-* headers  ⇒ hints
+//!   5 signals   tierwise_core::Signals (o200k tokens …) ⇒ prompt_estimate
 //!               (on a blocking thread for bodies > 64 KiB)
-//!   6 decide    tierwise_router::decide (pure)          → decision
-//!   7 shape     strip hint metadata; ToolShaper seam (tool pruning); stream usage; flex
-//!   8 dispatch  Candidates (tier, then fallbacks) × retries → trail (attempts, tiers tried)
-//!   9 respond   non-streaming: read, price, x-tierwise-cost-usd headers, send
+//!   6 decide    tierwise_router::decide (pure)         ⇒ decision
+//!   7 shape     strip hint metadata; ToolShaper (tool pruning); stream usage; flex
+//!                                                      ⇒ tools (counts); tool_search (the
+//!                                                        session, if the function was added)
+//!   8 dispatch  reads decision; Candidates (tier, then fallbacks) × retries
+//!                                                      ⇒ trail (calls, tiers tried, last)
+//!               takes tool_search: answers its rounds  ⇒ tools (the final round's counts)
+//!               cascade runner: takes tool_search (withdraws the function); scores answers
+//!                                                      ⇒ cascade (tiers tried, verdicts)
+//!   9 respond   reads decision, trail, tools → x-tierwise-* headers; cascade → -attempts
+//!               non-streaming: read, price, x-tierwise-cost-usd headers, send
 //!               streaming: headers now, SSE relayed chunk by chunk (usage chunk stripped
-//!               if the client did not ask for it)
-//!  10 account   usage → cost + baseline cost → metrics → RequestLog::record (a channel push;
-//!               the writer thread does the I/O). For streams this runs when the stream ends
-//!               or the client goes away (Drop).
+//!               if the client did not ask for it); the relay owns the RequestCtx from here
+//!  10 account   reads the RequestCtx: usage → cost + baseline cost → metrics →
+//!               RequestLog::record (a channel push; the writer thread does the I/O). For
+//!               streams this runs when the stream ends or the client goes away (Drop).
 //! Errors at any stage: ApiError → status + OpenAI JSON; the request is still accounted.
 //! ```
 //!

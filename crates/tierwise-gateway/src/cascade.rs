@@ -47,8 +47,9 @@ use tierwise_router::cascade::{
     agreement, analyse, attempts_header,
 };
 
-use crate::account::{self, Outcome, Priced, RequestCtx, answer_text, usage_or_estimate};
+use crate::account::{self, Outcome, Priced, answer_text, usage_or_estimate};
 use crate::app::AppState;
+use crate::ctx::RequestCtx;
 use crate::dispatch::{Candidate, Candidates, Target, walk};
 use crate::error::ApiError;
 use crate::upstream::UpstreamError;
@@ -163,6 +164,10 @@ pub async fn run(
     client_wants_usage: bool,
 ) -> Result<Response, ApiError> {
     let cfg = &state.config.routing.cascade;
+    // The cascade does not answer `tool_search` calls: plain pruning.
+    if let Some(session) = ctx.tool_search.take() {
+        session.withdraw(body);
+    }
     body.remove("stream");
     body.remove("stream_options");
     let target = Target {
@@ -182,9 +187,8 @@ pub async fn run(
     let ask_logprobs =
         chat && (cfg.logprobs || scorer.uses_logprobs()) && !body.contains_key("logprobs");
     let budget = Duration::from_millis(cfg.latency_budget_ms);
-    let mut attempts: Vec<Attempt> = Vec::new();
     let mut previous: Vec<Analysed> = Vec::new();
-    // The answer to return and its index in `attempts`.
+    // The answer to return and its index in `ctx.cascade`.
     let mut best: Option<(Got, usize)> = None;
     let mut usage = Usage::default();
     let mut priced = Priced {
@@ -227,7 +231,7 @@ pub async fn run(
             match tokio::time::timeout(remaining, call).await {
                 Ok(r) => r,
                 Err(_) => {
-                    attempts.push(Attempt {
+                    ctx.cascade.push(Attempt {
                         model,
                         verdict: Verdict::Timeout,
                         p: None,
@@ -246,7 +250,7 @@ pub async fn run(
                 g
             }
             Err(e) => {
-                attempts.push(Attempt {
+                ctx.cascade.push(Attempt {
                     model,
                     verdict: Verdict::Error,
                     p: None,
@@ -284,7 +288,7 @@ pub async fn run(
         let malformed = analysed.gate == Some(Gate::Malformed);
         let accept =
             !malformed && (plan.accept(i, n, &score) || (started.elapsed() > budget && cheap));
-        attempts.push(Attempt {
+        ctx.cascade.push(Attempt {
             model: got.candidate.model.clone(),
             verdict: if accept {
                 Verdict::Accepted
@@ -303,7 +307,7 @@ pub async fn run(
         {
             got.bytes = b.into();
         }
-        best = Some((got, attempts.len() - 1));
+        best = Some((got, ctx.cascade.len() - 1));
         if accept {
             break;
         }
@@ -314,11 +318,11 @@ pub async fn run(
     };
     // Nothing accepted (the tiers after it failed or timed out): the answer in hand is returned,
     // and the headers name its tier.
-    if let Some(a) = attempts.get_mut(at) {
+    if let Some(a) = ctx.cascade.get_mut(at) {
         a.verdict = Verdict::Accepted;
     }
     ctx.trail.last = Some(got.candidate.clone());
-    let header_text = attempts_header(&attempts);
+    let header_text = attempts_header(&ctx.cascade);
     let mut resp = if client_stream {
         sse(&got.json, client_wants_usage)
     } else {

@@ -21,6 +21,7 @@ use tierwise_core::config::DispatchMode;
 use tierwise_router::Decision;
 
 use crate::app::AppState;
+use crate::ctx::RequestCtx;
 use crate::upstream::{ErrorSource, Retry, UpstreamError, UpstreamErrorKind};
 
 /// The longest `retry-after` we wait on one tier; beyond it we move to the next tier instead.
@@ -120,9 +121,6 @@ pub struct Trail {
     pub tried: Vec<String>,
     /// The last candidate called.
     pub last: Option<Candidate>,
-    /// Tools of the final round when `tool_search` rounds changed them (replaces the shaping's
-    /// counts in headers, log and metrics).
-    pub tools: Option<crate::shape::ToolShaping>,
 }
 
 /// A 2xx answer, body not yet read.
@@ -141,18 +139,21 @@ pub struct Target<'a> {
     pub stream: bool,
 }
 
-/// Sends `body` for `decision`. The mode picks the runner; `model` is set per candidate.
+/// Sends `body` for `decision`: the `tool_search` rounds when shaping left a session in
+/// `ctx`, else the mode picks the runner; `model` is set per candidate. Records what it did in
+/// `ctx.trail` (and, after `tool_search` rounds, the final round's tools in `ctx.tools`).
 pub async fn dispatch(
     state: &AppState,
+    ctx: &mut RequestCtx,
     decision: &Decision,
     body: &mut Map<String, Value>,
     target: Target<'_>,
-    trail: &mut Trail,
 ) -> Result<Dispatched, UpstreamError> {
     let candidates = Candidates::from_decision(decision, &state.config.catalog);
-    if let Some(session) = crate::tools::take_session(body) {
-        return crate::tools::search_rounds(state, session, candidates, body, target, trail).await;
+    if let Some(session) = ctx.tool_search.take() {
+        return crate::tools::search_rounds(state, session, candidates, body, target, ctx).await;
     }
+    let trail = &mut ctx.trail;
     match decision.mode {
         DispatchMode::Sync | DispatchMode::Flex => {
             walk(state, candidates, body, target, trail).await
@@ -184,8 +185,6 @@ pub(crate) async fn walk(
 ) -> Result<Dispatched, UpstreamError> {
     let max_retries = state.config.upstream.max_retries;
     let base = Duration::from_millis(state.config.upstream.retry_backoff_ms);
-    // Runners that do not answer `tool_search` calls (the cascade) send plain pruning.
-    crate::tools::strip_session(body);
     let mut last_err = None;
     for candidate in candidates {
         if let Some(prev) = &trail.last {

@@ -3,14 +3,16 @@
 //!
 //! # Layout
 //! - [`app`]: shared state, the route table, [`serve`] / [`Gateway`] — and the request
-//!   lifecycle (which stage adds or reads which per-request state), written down where the
-//!   stack is assembled.
+//!   lifecycle (which stage writes or reads which field of the per-request state), written down
+//!   where the stack is assembled.
+//! - [`ctx`]: [`ctx::RequestCtx`], the typed per-request state the stages hand each other.
 //! - [`proxy`]: `POST /v1/chat/completions` and `POST /v1/responses`: read, parse, hints,
 //!   signals, decide, shape, dispatch, respond.
 //! - [`shape`]: hints from `x-tierwise-*` headers, metadata stripping, the [`shape::ToolShaper`]
 //!   seam (tool pruning), stream usage and flex rewriting; ASCII-safe header text.
-//! - [`tools`]: [`tools::ToolSearchShaper`], the default tool shaper (tool search, issue 5):
-//!   prunes `tools` by the `[tools]` config, indexes cached by fingerprint.
+//! - [`tools`]: [`tools::ToolSearchShaper`], the default tool shaper (tool search): prunes
+//!   `tools` by the `[tools]` config, indexes cached by fingerprint; the `tool_search` rounds
+//!   of a [`tools::ToolSearchSession`].
 //! - [`dispatch`]: [`dispatch::Candidates`] (the tier, then fallbacks up the ladder) and the
 //!   sync runner (retries with backoff, fallback on retryable failures); the seam for the
 //!   cascade runner.
@@ -21,13 +23,14 @@
 //! - [`upstream`]: the pooled HTTP client — the only code that talks to the provider — and
 //!   [`upstream::UpstreamError`] with its source and retryability.
 //! - [`stream`]: SSE relay, chunk by chunk, reading usage on the side.
-//! - [`account`]: per-request state ([`account::RequestCtx`]), pricing, metrics and the log row.
+//! - [`account`]: pricing, metrics and the log row, from a finished request's context.
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
 //! - [`error`]: [`ApiError`], the one API error type, mapped to status and OpenAI-shaped JSON.
 
 pub mod account;
 pub mod app;
 pub mod cascade;
+pub mod ctx;
 pub mod dispatch;
 pub mod error;
 pub mod metrics;

@@ -16,9 +16,10 @@ use tierwise_core::signals::{Hints, Signals};
 use tierwise_router::Decision;
 use tierwise_router::cascade::Query as CascadeQuery;
 
-use crate::account::{self, Outcome, RequestCtx, answer_text, usage_or_estimate};
+use crate::account::{self, Outcome, answer_text, usage_or_estimate};
 use crate::app::AppState;
 use crate::cascade;
+use crate::ctx::RequestCtx;
 use crate::dispatch::{Candidates, Dispatched, Target, dispatch};
 use crate::error::ApiError;
 use crate::shape::{hints_from_headers, shape};
@@ -131,6 +132,7 @@ async fn run(
     };
     let mut shaped = shape(map, &view, &decision, state.tools.as_ref());
     ctx.tools = shaped.tools;
+    ctx.tool_search = shaped.tool_search.take();
     if ctx.tools.offered > 0 && ctx.tools.tokens_offered == 0 && ctx.tools.removed == 0 {
         // Nothing pruned: the schemas sent are the ones signals already counted.
         ctx.tools.tokens_offered = signals.tool_tokens;
@@ -157,12 +159,9 @@ async fn run(
         )
         .await;
     }
-    let dispatched = dispatch(state, &decision, &mut shaped.body, target, &mut ctx.trail)
+    let dispatched = dispatch(state, ctx, &decision, &mut shaped.body, target)
         .await
         .map_err(ApiError::Upstream)?;
-    if let Some(tools) = ctx.trail.tools {
-        ctx.tools = tools; // tool_search rounds: the final round's tools
-    }
     // 9 respond (10 account inside)
     if view.stream {
         let mut resp = stream::respond(

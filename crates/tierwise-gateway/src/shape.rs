@@ -11,6 +11,7 @@ use tierwise_core::signals::{HINT_KEYS, Hints, truthy};
 use tierwise_router::Decision;
 
 use crate::error::ApiError;
+use crate::tools::ToolSearchSession;
 
 /// Hints from `x-tierwise-*` headers (they win over the same keys in `metadata`).
 pub fn hints_from_headers(headers: &HeaderMap) -> Result<Hints, ApiError> {
@@ -50,7 +51,7 @@ pub fn strip_hint_metadata(body: &mut Map<String, Value>) {
     }
 }
 
-/// What a tool shaper did to a request.
+/// A request's tools as shaped, counted: what the tools headers, metrics and the log row report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ToolShaping {
     /// Tool schemas removed from the request.
@@ -65,16 +66,19 @@ pub struct ToolShaping {
     pub tokens_sent: usize,
 }
 
-/// The seam where a request's tools are pruned before forwarding (tool search, issue 5).
+/// A tool shaper's result.
+#[derive(Debug, Clone, Default)]
+pub struct ShapedTools {
+    pub counts: ToolShaping,
+    /// Set when the shaper added the `tool_search` function: what dispatch needs to answer its
+    /// calls (it travels in [`RequestCtx::tool_search`](crate::ctx::RequestCtx::tool_search)).
+    pub search: Option<ToolSearchSession>,
+}
+
+/// The seam where a request's tools are pruned before forwarding (tool search).
 /// It may rewrite `tools` (and `tool_choice`) in `body`; it must leave every other field alone.
 pub trait ToolShaper: Send + Sync + Debug {
-    fn shape(&self, body: &mut Map<String, Value>, view: &RequestView) -> ToolShaping;
-
-    /// The shaper that answers `tool_search` calls at dispatch (mode `tool_search`), if this
-    /// is one.
-    fn tool_search(&self) -> Option<&crate::tools::ToolSearchShaper> {
-        None
-    }
+    fn shape(&self, body: &mut Map<String, Value>, view: &RequestView) -> ShapedTools;
 }
 
 /// Tools pass through untouched (counted only). The default shaper is
@@ -83,15 +87,18 @@ pub trait ToolShaper: Send + Sync + Debug {
 pub struct PassThrough;
 
 impl ToolShaper for PassThrough {
-    fn shape(&self, body: &mut Map<String, Value>, _view: &RequestView) -> ToolShaping {
+    fn shape(&self, body: &mut Map<String, Value>, _view: &RequestView) -> ShapedTools {
         let n = body
             .get("tools")
             .and_then(Value::as_array)
             .map_or(0, Vec::len);
-        ToolShaping {
-            offered: n,
-            sent: n,
-            ..ToolShaping::default()
+        ShapedTools {
+            counts: ToolShaping {
+                offered: n,
+                sent: n,
+                ..ToolShaping::default()
+            },
+            search: None,
         }
     }
 }
@@ -104,6 +111,8 @@ pub struct Shaped {
     /// when false and we added it, the relay strips it from the client's stream.
     pub client_wants_usage: bool,
     pub tools: ToolShaping,
+    /// The `tool_search` session, when the tool shaper added the function.
+    pub tool_search: Option<ToolSearchSession>,
 }
 
 /// Rewrites the parsed body for dispatch:
@@ -118,7 +127,10 @@ pub fn shape(
     tools: &dyn ToolShaper,
 ) -> Shaped {
     strip_hint_metadata(&mut body);
-    let tools = tools.shape(&mut body, view);
+    let ShapedTools {
+        counts: tools,
+        search: tool_search,
+    } = tools.shape(&mut body, view);
     let mut client_wants_usage = false;
     if view.stream && view.api == Api::ChatCompletions {
         match body.get_mut("stream_options") {
@@ -142,6 +154,7 @@ pub fn shape(
         body,
         client_wants_usage,
         tools,
+        tool_search,
     }
 }
 

@@ -25,8 +25,9 @@ use serde_json::Value;
 use tierwise_core::cost::{ServiceTier, Usage};
 use tierwise_core::request::Api;
 
-use crate::account::{self, Outcome, Priced, RequestCtx, usage_or_estimate};
+use crate::account::{self, Outcome, Priced, usage_or_estimate};
 use crate::app::AppState;
+use crate::ctx::RequestCtx;
 use crate::dispatch::{Candidate, Dispatched};
 use crate::upstream::{UpstreamError, passback_headers};
 

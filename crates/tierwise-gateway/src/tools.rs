@@ -1,9 +1,9 @@
-//! Tool search in the gateway (issue 5): the [`ToolShaper`] that prunes a request's `tools`,
-//! and the `tool_search` rounds of mode `tool_search`.
+//! Tool search in the gateway: the [`ToolShaper`] that prunes a request's `tools`, and the
+//! `tool_search` rounds of mode `tool_search`.
 //!
 //! A request with more tools than `[tools].threshold` keeps the `top_k` most relevant tools
 //! plus every tool named by `tool_choice`, already called in the conversation, or pinned in
-//! config ([`tierwise_tools::select`]). Kept tools stay in their original order, so the same
+//! config ([`tierwise_tools::select()`]). Kept tools stay in their original order, so the same
 //! tool set always yields the same prompt prefix (provider prompt cache).
 //!
 //! Bad input: a tool the index cannot read (not a function tool, no name) is **always kept**,
@@ -17,8 +17,9 @@
 //! # Mode `tool_search` (chat completions)
 //! When the request was pruned, [`tierwise_tools::tool_search::schema`] is appended to the kept
 //! tools (last, under a name no client tool uses) unless `tool_choice` is `none` or names one
-//! function, and the session (fingerprint, kept positions) rides to dispatch under
-//! [`SESSION_KEY`] in the body (removed before anything is sent). [`search_rounds`] then:
+//! function, and the shaper returns a [`ToolSearchSession`] (the tool list's fingerprint, the
+//! positions sent), which rides to dispatch in the request's [`RequestCtx`].
+//! `search_rounds` then:
 //! 1. calls upstream **non-streaming** (the first round walks the decision's ladder; later
 //!    rounds stay on the model that answered);
 //! 2. if the answer calls only `tool_search`: runs each search over the request's **full**
@@ -56,14 +57,16 @@ use tierwise_tools::{
 };
 
 use crate::app::AppState;
-use crate::dispatch::{Candidates, Dispatched, Target, Trail, walk};
-use crate::shape::{ToolShaper, ToolShaping};
+use crate::ctx::RequestCtx;
+use crate::dispatch::{Candidates, Dispatched, Target, walk};
+use crate::shape::{ShapedTools, ToolShaper, ToolShaping};
 use crate::upstream::{UpstreamError, passback_headers};
 
 /// Tool lists whose index is kept.
 pub const CACHE_CAPACITY: usize = 256;
-/// Body key carrying the `tool_search` session from shaping to dispatch; never sent upstream.
-pub const SESSION_KEY: &str = "__tierwise_tool_search";
+
+/// A sentence embedder shared by the shaper, its background threads and its sessions.
+type SharedEmbedder = Arc<dyn TextEmbedder + Send + Sync>;
 
 /// Prunes `tools` with the `[tools]` policy (see the module docs).
 pub struct ToolSearchShaper {
@@ -71,7 +74,7 @@ pub struct ToolSearchShaper {
     max_search_rounds: u32,
     cache: Arc<Mutex<IndexCache>>,
     /// The sentence embedder of `method = "hybrid"` (MiniLM); `None`: lexical.
-    embedder: Option<Arc<dyn TextEmbedder + Send + Sync>>,
+    embedder: Option<SharedEmbedder>,
     /// Where tool vectors are cached on disk.
     vector_cache: Option<PathBuf>,
 }
@@ -170,7 +173,7 @@ impl ToolSearchShaper {
     /// Ranks with `embedder` too (hybrid): tool vectors are computed in the background the
     /// first time a tool list is seen (that request and those until it is done rank
     /// lexically), and cached on disk when [`TextEmbedder::model_id`] names the model.
-    pub fn with_embedder(mut self, embedder: Arc<dyn TextEmbedder + Send + Sync>) -> Self {
+    pub fn with_embedder(mut self, embedder: SharedEmbedder) -> Self {
         self.policy.method = Method::Hybrid;
         self.embedder = Some(embedder);
         self
@@ -239,14 +242,6 @@ impl ToolSearchShaper {
         }
     }
 
-    /// The embedder when `index` has vectors for it (hybrid), else `None` (lexical).
-    fn embedder_for(&self, index: &ToolIndex) -> Option<&dyn TextEmbedder> {
-        match &self.embedder {
-            Some(e) if index.has_vectors() => Some(e.as_ref() as &dyn TextEmbedder),
-            _ => None,
-        }
-    }
-
     /// Indexes currently cached.
     pub fn cached(&self) -> usize {
         self.cache
@@ -285,27 +280,41 @@ fn choice_allows_search(view: &RequestView) -> bool {
     }
 }
 
+/// `embedder` when `index` has vectors for it (hybrid), else `None` (lexical).
+fn embedder_for<'a>(
+    embedder: Option<&'a SharedEmbedder>,
+    index: &ToolIndex,
+) -> Option<&'a dyn TextEmbedder> {
+    match embedder {
+        Some(e) if index.has_vectors() => Some(e.as_ref() as &dyn TextEmbedder),
+        _ => None,
+    }
+}
+
 fn schema_tokens(tool: &Value) -> usize {
     tierwise_core::tokens::count_tools(std::slice::from_ref(tool))
 }
 
 impl ToolShaper for ToolSearchShaper {
-    fn shape(&self, body: &mut Map<String, Value>, view: &RequestView) -> ToolShaping {
+    fn shape(&self, body: &mut Map<String, Value>, view: &RequestView) -> ShapedTools {
         let Some(Value::Array(tools)) = body.get("tools") else {
-            return ToolShaping::default();
+            return ShapedTools::default();
         };
         let offered = tools.len();
         if self.policy.mode == ToolMode::Off || offered <= self.policy.threshold {
-            return ToolShaping {
-                offered,
-                sent: offered,
-                ..ToolShaping::default()
+            return ShapedTools {
+                counts: ToolShaping {
+                    offered,
+                    sent: offered,
+                    ..ToolShaping::default()
+                },
+                search: None,
             };
         }
         let (fingerprint, indexed) = self.index(tools);
         self.embed_later(fingerprint, &indexed);
         let index = &indexed.index;
-        let embedder = self.embedder_for(index);
+        let embedder = embedder_for(self.embedder.as_ref(), index);
         // Embedding the conversation takes milliseconds (MiniLM): let the runtime move other
         // tasks off this worker meanwhile.
         let selection = match (embedder, tokio::runtime::Handle::try_current()) {
@@ -316,7 +325,7 @@ impl ToolShaper for ToolSearchShaper {
             }
             _ => select_with(index, view, &self.policy, embedder),
         };
-        let mut shaping = ToolShaping {
+        let mut counts = ToolShaping {
             removed: offered.saturating_sub(selection.kept.len()),
             offered,
             sent: selection.kept.len(),
@@ -324,73 +333,86 @@ impl ToolShaper for ToolSearchShaper {
             tokens_sent: selection.tokens_sent,
         };
         if !selection.pruned {
-            return shaping;
+            return ShapedTools {
+                counts,
+                search: None,
+            };
         }
         let mut kept = selection.apply(tools);
         let search = self.policy.mode == ToolMode::ToolSearch
             && self.max_search_rounds > 0
             && view.api == Api::ChatCompletions
             && choice_allows_search(view);
+        let mut session = None;
         if search {
             let name = tool_search::function_name(index);
             let schema = tool_search::schema(&name);
-            shaping.tokens_sent += schema_tokens(&schema);
+            counts.tokens_sent += schema_tokens(&schema);
             kept.push(schema);
-            body.insert(
-                SESSION_KEY.into(),
-                json!({"fingerprint": fingerprint, "name": name, "sent": selection.indices()}),
-            );
+            let mut sent = selection.indices();
+            sent.sort_unstable();
+            sent.dedup();
+            session = Some(ToolSearchSession {
+                fingerprint,
+                name,
+                sent,
+                max_rounds: self.max_search_rounds,
+                cache: Arc::clone(&self.cache),
+                embedder: self.embedder.clone(),
+            });
         }
         body.insert("tools".into(), Value::Array(kept));
-        shaping
-    }
-
-    fn tool_search(&self) -> Option<&ToolSearchShaper> {
-        Some(self)
+        ShapedTools {
+            counts,
+            search: session,
+        }
     }
 }
 
-/// A `tool_search` session read back from the body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Session {
+/// A request's `tool_search` session: made by [`ToolSearchShaper`] when it added the function,
+/// carried to dispatch in [`RequestCtx::tool_search`], answered there (`search_rounds`).
+#[derive(Clone)]
+pub struct ToolSearchSession {
+    /// Fingerprint of the client's tool list. Its index is looked up in the cache again at
+    /// dispatch, so vectors computed in the background since shaping are used.
     fingerprint: u64,
+    /// The function's name (no client tool uses it).
     name: String,
     /// Positions (in the client's list) of the tools sent, ascending.
     sent: Vec<usize>,
+    /// `tools.max_search_rounds`.
+    max_rounds: u32,
+    /// The shaper's index cache and embedder.
+    cache: Arc<Mutex<IndexCache>>,
+    embedder: Option<SharedEmbedder>,
 }
 
-impl Session {
-    fn from_value(v: &Value) -> Option<Session> {
-        let mut sent: Vec<usize> = v
-            .get("sent")?
-            .as_array()?
-            .iter()
-            .filter_map(Value::as_u64)
-            .filter_map(|i| usize::try_from(i).ok())
-            .collect();
-        sent.sort_unstable();
-        sent.dedup();
-        Some(Session {
-            fingerprint: v.get("fingerprint")?.as_u64()?,
-            name: v.get("name")?.as_str()?.to_string(),
-            sent,
-        })
+impl std::fmt::Debug for ToolSearchSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolSearchSession")
+            .field("fingerprint", &self.fingerprint)
+            .field("name", &self.name)
+            .field("sent", &self.sent)
+            .field("max_rounds", &self.max_rounds)
+            .finish_non_exhaustive()
     }
 }
 
-/// Removes the session key from `body`; returns it.
-pub fn take_session(body: &mut Map<String, Value>) -> Option<Value> {
-    body.remove(SESSION_KEY)
-}
+impl ToolSearchSession {
+    /// The cached index of the session's tool list (`None` once evicted).
+    fn indexed(&self) -> Option<Indexed> {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .get(&self.fingerprint)
+            .cloned()
+    }
 
-/// For runners that do not answer searches (the cascade): removes the session key and the
-/// `tool_search` function it added, leaving plain pruning.
-pub fn strip_session(body: &mut Map<String, Value>) {
-    let Some(session) = take_session(body) else {
-        return;
-    };
-    if let Some(name) = session.get("name").and_then(Value::as_str) {
-        remove_function(body, name);
+    /// For runners that do not answer searches (the cascade): removes the `tool_search`
+    /// function from `body`, leaving plain pruning.
+    pub fn withdraw(&self, body: &mut Map<String, Value>) {
+        remove_function(body, &self.name);
     }
 }
 
@@ -472,8 +494,9 @@ fn strip_calls(answer: &mut Value, name: &str) {
 }
 
 /// The tool messages answering `calls`; adds the found tools to `sent` (kept ascending).
+/// `embedder`: rank with vectors too (hybrid), else lexically.
 fn answer_calls(
-    shaper: Option<&ToolSearchShaper>,
+    embedder: Option<&dyn TextEmbedder>,
     indexed: &Indexed,
     calls: &[Value],
     sent: &mut Vec<usize>,
@@ -488,7 +511,6 @@ fn answer_calls(
             .unwrap_or("");
         let content = match tool_search::parse_arguments(args) {
             Ok(c) => {
-                let embedder = shaper.and_then(|s| s.embedder_for(&indexed.index));
                 let method = if embedder.is_some() {
                     Method::Hybrid
                 } else {
@@ -537,27 +559,24 @@ fn final_shaping(indexed: &Indexed, sent: &[usize], search: Option<&str>) -> Too
 /// answer as an ordinary response (SSE when the client streams).
 pub(crate) async fn search_rounds(
     state: &AppState,
-    session: Value,
+    session: ToolSearchSession,
     candidates: Candidates,
     body: &mut Map<String, Value>,
     target: Target<'_>,
-    trail: &mut Trail,
+    ctx: &mut RequestCtx,
 ) -> Result<Dispatched, UpstreamError> {
-    let found = Session::from_value(&session).and_then(|s| {
-        state
-            .tools
-            .tool_search()
-            .and_then(|t| t.cached_by(s.fingerprint))
-            .map(|i| (s, i))
-    });
-    let Some((session, indexed)) = found else {
-        // Evicted between shaping and dispatch, or not ours: plain pruning.
-        if let Some(name) = session.get("name").and_then(Value::as_str) {
-            remove_function(body, name);
-        }
-        return walk(state, candidates, body, target, trail).await;
+    let Some(indexed) = session.indexed() else {
+        // Evicted between shaping and dispatch: plain pruning.
+        session.withdraw(body);
+        return walk(state, candidates, body, target, &mut ctx.trail).await;
     };
-    let max_rounds = state.tools.tool_search().map_or(0, |t| t.max_search_rounds);
+    let ToolSearchSession {
+        name,
+        mut sent,
+        max_rounds,
+        embedder,
+        ..
+    } = session;
     let client_stream = target.stream;
     body.remove("stream");
     body.remove("stream_options");
@@ -565,14 +584,12 @@ pub(crate) async fn search_rounds(
         stream: false,
         ..target
     };
-    let name = session.name.clone();
-    let mut sent = session.sent;
     let mut offered_search = true;
     let mut candidates = candidates;
     let mut rounds = 0u32;
     let mut usage = Map::new();
     loop {
-        let d = walk(state, candidates, body, quiet, trail).await?;
+        let d = walk(state, candidates, body, quiet, &mut ctx.trail).await?;
         let candidate = d.candidate.clone();
         candidates = Candidates::single(candidate.clone());
         let status = d.response.status();
@@ -584,11 +601,7 @@ pub(crate) async fn search_rounds(
             .map_err(|e| UpstreamError::from_reqwest(&e))?;
         let Ok(mut answer @ Value::Object(_)) = serde_json::from_slice::<Value>(&bytes) else {
             // Not a completion: hand it on as it is (the caller reports it).
-            trail.tools = Some(final_shaping(
-                &indexed,
-                &sent,
-                offered_search.then_some(&*name),
-            ));
+            ctx.tools = final_shaping(&indexed, &sent, offered_search.then_some(&*name));
             return Ok(Dispatched {
                 response: synth(status, passback, bytes.to_vec(), "application/json"),
                 candidate,
@@ -606,8 +619,12 @@ pub(crate) async fn search_rounds(
             && offered_search
         {
             rounds += 1;
-            let (replies, queries) =
-                answer_calls(state.tools.tool_search(), &indexed, calls, &mut sent);
+            let (replies, queries) = answer_calls(
+                embedder_for(embedder.as_ref(), &indexed.index),
+                &indexed,
+                calls,
+                &mut sent,
+            );
             tracing::debug!(round = rounds, ?queries, sent = sent.len(), model = %candidate.model, "tool_search answered");
             offered_search = rounds < max_rounds;
             let mut assistant = json!({"role": "assistant", "content": message.get("content").cloned().unwrap_or(Value::Null), "tool_calls": calls});
@@ -630,11 +647,7 @@ pub(crate) async fn search_rounds(
         if !usage.is_empty() {
             answer["usage"] = Value::Object(usage);
         }
-        trail.tools = Some(final_shaping(
-            &indexed,
-            &sent,
-            offered_search.then_some(&*name),
-        ));
+        ctx.tools = final_shaping(&indexed, &sent, offered_search.then_some(&*name));
         let (bytes, content_type) = if client_stream {
             let sse = crate::cascade::sse(&answer, true);
             let b = axum::body::to_bytes(sse.into_body(), usize::MAX)
@@ -719,7 +732,7 @@ mod tests {
         let shaper = ToolSearchShaper::new(policy(ToolMode::Prune));
         let extra = json!({"tool_choice": {"type": "function", "function": {"name": "tool_30"}}});
         let (mut b, view) = body(tools.clone(), extra.clone());
-        let s = shaper.shape(&mut b, &view);
+        let s = shaper.shape(&mut b, &view).counts;
         let kept = b["tools"].as_array().unwrap().clone();
         let names: Vec<&str> = kept
             .iter()
@@ -752,7 +765,7 @@ mod tests {
         assert!(s.tokens_sent < s.tokens_offered && s.tokens_sent > 0);
         // Same list again: the cached index, the same result.
         let (mut b2, view2) = body(tools, extra);
-        assert_eq!(shaper.shape(&mut b2, &view2), s);
+        assert_eq!(shaper.shape(&mut b2, &view2).counts, s);
         assert_eq!(b2["tools"], b["tools"]);
         assert_eq!(shaper.cached(), 1);
     }
@@ -761,12 +774,16 @@ mod tests {
     fn off_and_small_lists_are_untouched() {
         let (mut b, view) = body(catalog(40), json!({}));
         let before = b.clone();
-        let s = ToolSearchShaper::new(policy(ToolMode::Off)).shape(&mut b, &view);
+        let s = ToolSearchShaper::new(policy(ToolMode::Off))
+            .shape(&mut b, &view)
+            .counts;
         assert_eq!(b, before);
         assert_eq!((s.offered, s.sent, s.removed), (40, 40, 0));
         let (mut b, view) = body(catalog(16), json!({}));
         let before = b.clone();
-        let s = ToolSearchShaper::new(policy(ToolMode::Prune)).shape(&mut b, &view);
+        let s = ToolSearchShaper::new(policy(ToolMode::Prune))
+            .shape(&mut b, &view)
+            .counts;
         assert_eq!(b, before);
         assert_eq!(s.removed, 0);
     }
@@ -780,20 +797,27 @@ mod tests {
         );
         let shaper = ToolSearchShaper::new(policy(ToolMode::ToolSearch));
         let (mut b, view) = body(tools.clone(), json!({}));
-        let s = shaper.shape(&mut b, &view);
+        let before = b.keys().cloned().collect::<Vec<_>>();
+        let ShapedTools { counts: s, search } = shaper.shape(&mut b, &view);
+        assert_eq!(
+            b.keys().cloned().collect::<Vec<_>>(),
+            before,
+            "no key added"
+        );
         let sent = b["tools"].as_array().unwrap();
         assert_eq!(
             sent.last().unwrap().pointer("/function/name"),
             Some(&json!("tool_search"))
         );
         assert_eq!(s.sent, sent.len() - 1, "sent counts client tools only");
-        let session = Session::from_value(&b[SESSION_KEY]).unwrap();
+        let session = search.unwrap();
         assert_eq!(session.name, "tool_search");
         assert_eq!(session.sent.len(), s.sent);
+        assert!(session.sent.windows(2).all(|w| w[0] < w[1]));
         assert!(shaper.cached_by(session.fingerprint).is_some());
-        // A runner that does not answer searches strips both.
-        strip_session(&mut b);
-        assert!(b.get(SESSION_KEY).is_none());
+        assert!(session.indexed().is_some());
+        // A runner that does not answer searches withdraws the function.
+        session.withdraw(&mut b);
         assert_eq!(b["tools"].as_array().unwrap().len(), s.sent);
         // tool_choice none or one named function: no search function.
         for choice in [
@@ -801,8 +825,14 @@ mod tests {
             json!({"type": "function", "function": {"name": "tool_3"}}),
         ] {
             let (mut b, view) = body(tools.clone(), json!({ "tool_choice": choice }));
-            shaper.shape(&mut b, &view);
-            assert!(b.get(SESSION_KEY).is_none());
+            assert!(shaper.shape(&mut b, &view).search.is_none());
+            let names: Vec<&str> = b["tools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(function_of)
+                .collect();
+            assert!(!names.contains(&"tool_search"), "{names:?}");
         }
     }
 
@@ -929,7 +959,7 @@ mod tests {
             "tools": tools});
         let view = RequestView::chat(&v).unwrap();
         let mut b = v.as_object().unwrap().clone();
-        let s = shaper.shape(&mut b, &view);
+        let s = shaper.shape(&mut b, &view).counts;
         assert!(s.sent < s.offered);
         let names: Vec<&str> = b["tools"]
             .as_array()
