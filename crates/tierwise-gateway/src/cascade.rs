@@ -1,6 +1,6 @@
-//! The cascade runner (issue 6): call the cheapest candidate tier non-streaming, score its
-//! answer with the answer scorer (`tierwise_router::cascade`), and re-send the original request
-//! to the next tier when the score is not above that tier's threshold.
+//! The cascade runner: call the cheapest candidate tier non-streaming, score its answer with the
+//! answer scorer (`tierwise_router::cascade`), and re-send the original request to the next tier
+//! when the score is not above that tier's threshold.
 //!
 //! Everything is set by `[routing.cascade]` (`tierwise_core::config::Cascade`):
 //! - `ladder`: the tiers walked (from the decision's tier up); `max_attempts`: tiers tried at

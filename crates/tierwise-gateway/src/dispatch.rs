@@ -161,8 +161,8 @@ pub async fn dispatch(
         // A cascade decision reaches here only when the cascade runner cannot take it
         // (no scorer, or a streamed Responses call; see `proxy`): it is sent like a sync one.
         DispatchMode::Cascade => walk(state, candidates, body, target, trail).await,
-        // The batch queue (a later issue) will hold deferrable calls for the provider's Batch
-        // API; until then they are sent at once.
+        // The gateway has no batch queue (the provider's Batch API): deferrable calls are
+        // sent at once.
         DispatchMode::Batch => walk(state, candidates, body, target, trail).await,
     }
 }

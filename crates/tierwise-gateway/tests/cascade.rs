@@ -1,4 +1,4 @@
-//! The cascade runner (issue 6) over real TCP against the mock upstream.
+//! The cascade runner over real TCP against the mock upstream.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

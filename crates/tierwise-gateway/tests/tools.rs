@@ -1,4 +1,4 @@
-//! Tool search in the gateway (issue 5) over real TCP against the mock upstream.
+//! Tool search in the gateway over real TCP against the mock upstream.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
