@@ -14,7 +14,7 @@ below reproduces `research/router-transfer/transfer_check.sh cross`).
 
 DATA_DIR = ../shared/data/routing.  DUMP_DIR holds `dump_features` output of the current code:
   D=DATA_DIR; for s in "mmlu_pro mmlu" "llmrouter train lrtrain" "llmrouter test lrtest"; do set -- $s
-    cargo run --release -p tierwise-eval --example dump_features -- $D/$1 ${3:+$2} DUMP_DIR/${3:-$2}; done
+    cargo run --release -p tierwise-research --example dump_features -- $D/$1 ${3:+$2} DUMP_DIR/${3:-$2}; done
 (i.e. DUMP_DIR/mmlu, DUMP_DIR/lrtrain, DUMP_DIR/lrtest).  `subset` writes the rows of some tasks to
 OUT_DIR (outcomes.jsonl + models.json) for `dump_minilm -- OUT_DIR OUT_DIR/x 1536`; `minilm` then
 gives the within-task bound of all-MiniLM-L6-v2 embeddings on them.  numpy + scipy

@@ -10,7 +10,7 @@ dir="${2:-/tmp}"
 log="$dir/tierwise-bench-$calls.jsonl"
 cargo build --release --quiet -p tierwise
 if [ ! -f "$log" ]; then
-  cargo run --release --quiet -p tierwise-audit --example gen_bench_log -- --calls "$calls" --out "$log"
+  cargo run --release --quiet -p tierwise-dev --bin gen_bench_log -- --calls "$calls" --out "$log"
 fi
 echo "log: $log ($(du -hL "$log" | cut -f1), $calls calls)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg), cores: $(nproc)"

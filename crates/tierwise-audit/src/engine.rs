@@ -51,7 +51,7 @@ pub struct Options {
     pub deferrable_categories: Vec<String>,
     /// Tool search as the gateway would apply it (`[tools]`; mode `off` is treated as `prune`:
     /// the what-if is turning it on).
-    pub tool_search: tierwise_tools::Policy,
+    pub tool_search: tierwise_tools::SelectionPolicy,
     /// Calls held to restore time order before the cache simulation.
     pub reorder_window: usize,
     /// Live prefixes per cache simulator.
@@ -76,7 +76,7 @@ impl Options {
                 .map(|c| crate::category::normalize(c).into_owned())
                 .collect(),
             tool_search: {
-                let mut p = tierwise_tools::Policy::from_config(&config.tools);
+                let mut p = tierwise_tools::SelectionPolicy::from_config(&config.tools);
                 if p.mode == tierwise_core::config::ToolMode::Off {
                     p.mode = tierwise_core::config::ToolMode::Prune;
                 }

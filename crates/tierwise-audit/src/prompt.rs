@@ -16,7 +16,7 @@ use serde_json::Value;
 use tierwise_core::config::ToolMode;
 use tierwise_core::request::RequestView;
 use tierwise_core::tokens;
-use tierwise_tools::{Policy as ToolPolicy, ToolIndex};
+use tierwise_tools::{SelectionPolicy, ToolIndex};
 use xxhash_rust::xxh3::{Xxh3, xxh3_64, xxh3_128};
 
 use crate::agg::FastMap;
@@ -174,7 +174,7 @@ pub fn tool_search_removed(
     view: &RequestView,
     set_hash: u64,
     memo: &mut ToolMemo,
-    policy: &ToolPolicy,
+    policy: &SelectionPolicy,
 ) -> u32 {
     if view.tools.len() <= policy.threshold || policy.mode == ToolMode::Off {
         return 0;
@@ -206,7 +206,7 @@ fn push_prefixes(segments: &[(u64, u32)], out: &mut Vec<Prefix>) {
 }
 
 /// Segments, prefixes, shape and tool-search removal of one request.
-pub fn facts(view: &RequestView, memo: &mut ToolMemo, policy: &ToolPolicy) -> PromptFacts {
+pub fn facts(view: &RequestView, memo: &mut ToolMemo, policy: &SelectionPolicy) -> PromptFacts {
     facts_counted(view, memo, policy, None)
 }
 
@@ -217,7 +217,7 @@ pub fn facts(view: &RequestView, memo: &mut ToolMemo, policy: &ToolPolicy) -> Pr
 pub fn facts_counted(
     view: &RequestView,
     memo: &mut ToolMemo,
-    policy: &ToolPolicy,
+    policy: &SelectionPolicy,
     prompt_tokens: Option<usize>,
 ) -> PromptFacts {
     let (hashes, tool_tokens) = memo.tool_list(&view.tools);
@@ -341,8 +341,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn policy(threshold: usize, top_k: usize) -> ToolPolicy {
-        ToolPolicy {
+    fn policy(threshold: usize, top_k: usize) -> SelectionPolicy {
+        SelectionPolicy {
             mode: ToolMode::Prune,
             threshold,
             top_k,

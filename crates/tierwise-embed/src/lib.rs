@@ -8,6 +8,8 @@
 //! - [`safetensors`](crate::Embedder::load): a minimal reader for the tensors such a model
 //!   holds (`embeddings` as F32/F16/I8, optional `mapping` I64/I32 and `weights` F32 for
 //!   vocabulary-quantized models).
+//! - [`locate`] / [`load_optional`]: the model folder an option, `$TIERWISE_EMBED_DIR` or the
+//!   fetch script's [`DEFAULT_DIR`] names.
 //! - [`cosine`]: similarity of two embeddings.
 //! - [`minilm`]: [`minilm::MiniLm`], a small BERT encoder (all-MiniLM-L6-v2) for when static
 //!   embeddings are too coarse (tool search); same safetensors reader.
@@ -17,7 +19,7 @@
 pub mod minilm;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -33,6 +35,31 @@ pub enum EmbedError {
     Format { path: String, message: String },
     #[error("tokenizer {path}: {message}")]
     Tokenizer { path: String, message: String },
+}
+
+/// Where `scripts/fetch-embeddings.sh` puts the static model, relative to the working folder.
+pub const DEFAULT_DIR: &str = "router/embed/tokenlearn-static-model-0.1.1";
+
+/// The static model's folder: `arg`, else `$TIERWISE_EMBED_DIR`, else [`DEFAULT_DIR`] when it
+/// exists.
+pub fn locate(arg: Option<&Path>) -> Option<PathBuf> {
+    arg.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("TIERWISE_EMBED_DIR").map(PathBuf::from))
+        .or_else(|| Some(PathBuf::from(DEFAULT_DIR)).filter(|p| p.is_dir()))
+}
+
+/// Loads the static model when [`locate`] finds a folder. A folder named by `arg` that does
+/// not load is an error; one found otherwise that does not load means no embedder (the
+/// callers then use their embedding-free models and say so).
+pub fn load_optional(arg: Option<&Path>) -> Result<Option<Embedder>, EmbedError> {
+    match locate(arg) {
+        Some(dir) => match Embedder::load(&dir) {
+            Ok(e) => Ok(Some(e)),
+            Err(e) if arg.is_some() => Err(e),
+            Err(_) => Ok(None),
+        },
+        None => Ok(None),
+    }
 }
 
 /// A loaded static embedding model.

@@ -7,7 +7,7 @@
 //! forward pass is written out (embeddings → 6 × [self-attention, GELU feed-forward, post
 //! layer norms] → mean pooling) over `ndarray` matrix products; tensors are read with the
 //! crate's own safetensors reader. Checked against an independent NumPy forward pass
-//! (`tests/minilm_reference.py`, see the test `matches_reference_when_present`).
+//! (`research/minilm-reference/minilm_reference.py`; the test `matches_reference_when_present`).
 
 use std::path::Path;
 
@@ -477,7 +477,8 @@ mod tests {
     }
 
     /// With the real model present (`TIERWISE_MINILM_DIR` or `router/embed/all-minilm-l6-v2`),
-    /// compares against the NumPy reference values written by `tests/minilm_reference.py`.
+    /// compares against the NumPy reference values written by
+    /// `research/minilm-reference/minilm_reference.py`.
     #[test]
     fn matches_reference_when_present() {
         let dir = std::env::var("TIERWISE_MINILM_DIR").map_or_else(

@@ -16,10 +16,9 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::Serialize;
 use tierwise_router::cascade::features::{N_FEATURES, features};
-use tierwise_router::cascade::model::{
-    FORMAT, FORMAT_VERSION, FitError, FitOptions, ScorerFile, TrainedOn, fit,
-};
+use tierwise_router::cascade::model::{FORMAT, FORMAT_VERSION, ScorerFile, TrainedOn};
 use tierwise_router::cascade::{Analysed, Answer, Query, Scorer, analyse};
+use tierwise_train::scorer::{FitError, FitOptions, fit};
 
 use crate::data::{Dataset, fingerprint};
 use crate::ladder::{Ladder, Point, Tally};

@@ -8,10 +8,10 @@ use tierwise_router::learned::features::{
     FeatureSpec, Featurized, embed_text, featurize, prompt_text,
 };
 use tierwise_router::learned::model::{EstimateForm, Model};
-use tierwise_router::learned::train::{
+use tierwise_router::learned::{FORMAT, FORMAT_VERSION, RouterFile, TrainedOn};
+use tierwise_train::router::{
     Example, FitReport, ModelMeta, TrainError, TrainOptions, TrainSet, fit,
 };
-use tierwise_router::learned::{FORMAT, FORMAT_VERSION, RouterFile, TrainedOn};
 
 use crate::data::{Dataset, Row};
 use crate::ladder::Ladder;

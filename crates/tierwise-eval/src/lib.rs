@@ -14,12 +14,22 @@
 //! - [`cascade`]: the offline cascade — walk each row's recorded answers up the ladder, score
 //!   them, accept or escalate (cost counts every attempt); threshold sweep and FrugalGPT-style
 //!   optimisation; the scorer's training set.
+//! - [`cascade_eval`]: `eval`, `train` and `calibrate --cascade` (cascade report, scorer, plan).
 //! - [`config_edit`]: writing calibrated thresholds into a config file as a small text edit.
 
+pub mod calibration;
 pub mod cascade;
+pub mod cascade_eval;
 pub mod config_edit;
 pub mod data;
+mod error;
 pub mod ladder;
 pub mod learn;
 pub mod metrics;
+pub mod progress;
 pub mod report;
+pub mod router_eval;
+pub mod training;
+
+pub use error::{RunError, write_file};
+pub use progress::{Progress, Quiet};

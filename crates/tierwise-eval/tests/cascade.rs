@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use rust_decimal::Decimal;
 use tierwise_eval::cascade::{self, CascadeSet, Objective, Scorers, sweep_paths};
 use tierwise_eval::data::{self, Dataset};
-use tierwise_router::cascade::model::FitOptions;
 use tierwise_router::cascade::{Scorer, ScorerFile};
+use tierwise_train::scorer::FitOptions;
 
 const LADDER4: [&str; 4] = [
     "Meta-Llama-3_1-8B-Instruct",

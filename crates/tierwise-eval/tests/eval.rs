@@ -16,7 +16,7 @@ use tierwise_eval::metrics::metrics;
 use tierwise_eval::report::{self, RouterInfo};
 use tierwise_router::learned::features::FeatureSpec;
 use tierwise_router::learned::model::EstimateForm;
-use tierwise_router::learned::train::TrainOptions;
+use tierwise_train::router::TrainOptions;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,4 +1,5 @@
-//! Routing decisions: which tier answers a request, and why. Pure functions, no I/O.
+//! Routing decisions: which tier answers a request, and why. Pure functions; the only I/O is
+//! [`load`], which reads the configured weight files at start-up.
 //!
 //! # Layout
 //! - [`decide`]: the one decision function `serve`, `route` and `audit` share. Order:
@@ -8,12 +9,15 @@
 //! - [`rules`]: matching a rule's `when` against [`Signals`].
 //! - [`Decision`]: tier, model, dispatch mode, reason, the estimate that decided, fallbacks.
 //! - [`QualityEstimator`]: the interface of learned routers (`learned` module).
+//! - [`load`]: reading the weight files a config names (a named file that fails is an error).
 //! - [`cascade`]: the answer scorer (P(answer good enough)), acceptance plan and attempts header.
-//! - `linalg`: the Cholesky solver both trainers use.
+//!
+//! Inference only: the trainers and fits that produce the learned router's and the scorer's
+//! files live in `tierwise-train`.
 
 pub mod cascade;
 pub mod learned;
-mod linalg;
+pub mod load;
 pub mod rules;
 mod versioned;
 

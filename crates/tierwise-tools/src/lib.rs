@@ -42,8 +42,3 @@ pub fn warm_up() {
 pub use index::{TextEmbedder, ToolEntry, ToolIndex, ToolStatus};
 pub use query::{Method, Query, rank, top};
 pub use select::{Kept, Reason, Selection, SelectionPolicy, select, select_with};
-
-/// The former name of [`SelectionPolicy`], still used by `tierwise-audit` and the CLI; remove
-/// once they name `SelectionPolicy`.
-#[doc(hidden)]
-pub use select::SelectionPolicy as Policy;

@@ -37,7 +37,8 @@ pub enum Command {
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Benchmarks a user can run (gateway overhead, …).
+    /// Benchmarks (gateway overhead against the mock upstream); in builds with `--features bench`.
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
     Bench(BenchCommand),
 }
@@ -158,10 +159,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub features: Option<String>,
     /// With --cv: L2 penalty on the per-model n-gram deviations (with `ngrams` features); 0 = none.
-    #[arg(long, default_value_t = tierwise_router::learned::train::DEFAULT_L2_MODEL_NGRAMS)]
+    #[arg(long, default_value_t = tierwise_train::router::DEFAULT_L2_MODEL_NGRAMS)]
     pub l2_ngrams_per_model: f64,
     /// With --cv: L-BFGS iterations per fit, at most.
-    #[arg(long, default_value_t = tierwise_router::learned::train::DEFAULT_MAX_ITER)]
+    #[arg(long, default_value_t = tierwise_train::router::DEFAULT_MAX_ITER)]
     pub max_iter: usize,
     /// Embedding model folder (default: $TIERWISE_EMBED_DIR, else router/embed/tokenlearn-static-model-0.1.1).
     #[arg(long)]
@@ -203,11 +204,11 @@ pub struct TrainArgs {
     pub l2_per_model: f64,
     /// L2 penalty on per-model deviations over the hashed n-grams (which words and phrases a
     /// trained model is unusually good or bad at; with `ngrams` features); 0 = none.
-    #[arg(long, default_value_t = tierwise_router::learned::train::DEFAULT_L2_MODEL_NGRAMS)]
+    #[arg(long, default_value_t = tierwise_train::router::DEFAULT_L2_MODEL_NGRAMS)]
     pub l2_ngrams_per_model: f64,
     /// L-BFGS iterations per fit, at most (fits with n-gram deviations take ~0.3 s per
     /// iteration on 17k rows).
-    #[arg(long, default_value_t = tierwise_router::learned::train::DEFAULT_MAX_ITER)]
+    #[arg(long, default_value_t = tierwise_train::router::DEFAULT_MAX_ITER)]
     pub max_iter: usize,
     /// L2 penalty of the transfer head (the estimate used for ladders with models the router
     /// was not trained on); 0 = no head (positional abilities instead).
@@ -322,12 +323,14 @@ pub struct ConfigCheckArgs {
     pub json: bool,
 }
 
+#[cfg(feature = "bench")]
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Added latency of the gateway vs calling the mock upstream directly.
     Gateway(BenchGatewayArgs),
 }
 
+#[cfg(feature = "bench")]
 #[derive(Debug, Args)]
 pub struct BenchGatewayArgs {
     /// Requests per side.

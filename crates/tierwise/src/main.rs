@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{BenchCommand, Cli, Command, ConfigCommand, ToolsCommand};
+#[cfg(feature = "bench")]
+use cli::BenchCommand;
+use cli::{Cli, Command, ConfigCommand, ToolsCommand};
 
 /// mimalloc: the audit's workers allocate and free many small JSON values and strings per call;
 /// glibc malloc cost ~13% of the audit's instructions (`crates/tierwise-audit/benches/bench_1m.sh`).
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Calibrate(a) => cmd::calibrate::run(a),
         Command::Tools(ToolsCommand::Eval(a)) => cmd::tools::run_eval(a),
         Command::Config(ConfigCommand::Check(a)) => cmd::config::check(a),
+        #[cfg(feature = "bench")]
         Command::Bench(BenchCommand::Gateway(a)) => cmd::bench::gateway(a),
     };
     match result {

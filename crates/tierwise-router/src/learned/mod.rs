@@ -5,17 +5,13 @@
 //! - [`features`]: request signals + lexical statistics + hashed n-grams (+ an optional sentence
 //!   embedding that the caller computes, e.g. with `tierwise-embed`).
 //! - [`model`]: the IRT-style model (difficulty weights, per-model abilities, ladder prior).
-//! - [`train`]: fitting it by L-BFGS on outcome rows.
-//! - [`calibrate`]: thresholds for a strong share, a budget or a quality target.
 //! - [`LearnedRouter`]: a router file (versioned JSON) loaded for inference; implements
 //!   [`crate::QualityEstimator`] so `decide` uses it like any estimator.
 //!
 //! Pure: no file or network I/O; callers pass the file's text and the embedder.
 
-pub mod calibrate;
 pub mod features;
 pub mod model;
-pub mod train;
 
 use std::sync::Arc;
 

@@ -64,9 +64,9 @@ pub struct Model {
 /// A direct, model-agnostic estimate of how much a query gains from a stronger model: a linear
 /// fit, on the standardized dense features, of the score gain of the stronger over the weaker
 /// model, each pair of the query's data set normalised by its mean gain
-/// ([`super::train::pair_gains`]), with a prior towards longer prompts gaining more
-/// ([`super::train::LENGTH_PRIOR`]). Only domain-agnostic features get weights
-/// ([`super::train::TRANSFER_FEATURES`]; the embedding, domain and language flags stay at 0:
+/// (`tierwise_train::router::pair_gains`), with a prior towards longer prompts gaining more
+/// (`tierwise_train::router::LENGTH_PRIOR`). Only domain-agnostic features get weights
+/// (`tierwise_train::router::TRANSFER_FEATURES`; the embedding, domain and language flags stay at 0:
 /// they transfer worse across data sets).
 ///
 /// For a ladder of n tiers the estimate of tier k is 1 − g⁺ · (n − 1 − k) / (n − 1), with g⁺ =

@@ -1,10 +1,11 @@
 //! `tierwise tools eval`: recall of gold tools vs tool-schema tokens removed.
 
+use anyhow::Context;
 use std::fmt::Write as _;
 
 use tierwise_tools::embedders::{self, MiniLmEmbedder, StaticEmbedder};
 use tierwise_tools::eval::{Dataset, EvalOptions, Report, evaluate};
-use tierwise_tools::{Method, Policy, TextEmbedder};
+use tierwise_tools::{Method, SelectionPolicy, TextEmbedder};
 
 use crate::cli::{ToolsEvalArgs, ToolsMethodArg};
 use crate::output::{self, Status};
@@ -30,7 +31,7 @@ fn load_hybrid_embedder(arg: Option<&std::path::Path>) -> anyhow::Result<Option<
         let cache = e.cache_dir().to_path_buf();
         return Ok(Some((Box::new(e), name, Some(cache))));
     }
-    match super::eval::load_embedder(Some(&dir))? {
+    match tierwise_embed::load_optional(Some(&dir)).context("embedding model")? {
         Some(e) => {
             let name = e.name().to_string();
             Ok(Some((Box::new(StaticEmbedder(e)), name, None)))
@@ -50,7 +51,7 @@ pub fn run_eval(args: ToolsEvalArgs) -> anyhow::Result<Status> {
         Some(ToolsMethodArg::Bm25) => Method::Bm25,
         Some(ToolsMethodArg::Lexical) => Method::Lexical,
         Some(ToolsMethodArg::Hybrid) => Method::Hybrid,
-        None => Policy::from_config(&config.tools).method,
+        None => SelectionPolicy::from_config(&config.tools).method,
     };
     let embedder = if method == Method::Hybrid {
         match load_hybrid_embedder(args.embed_dir.as_deref())? {
@@ -69,7 +70,7 @@ pub fn run_eval(args: ToolsEvalArgs) -> anyhow::Result<Status> {
     };
     let fell_back = args.method.is_none()
         && method == Method::Lexical
-        && Policy::from_config(&config.tools).method == Method::Hybrid;
+        && SelectionPolicy::from_config(&config.tools).method == Method::Hybrid;
     let data = Dataset::load(&args.data)?;
     let opts = EvalOptions {
         k,

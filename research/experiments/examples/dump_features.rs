@@ -1,7 +1,7 @@
 //! Dumps the learned router's dense features (signals + lexical + static embedding) and every
 //! row's outcomes, for prototyping outside Rust (not shipped data: pass the data folder).
 //!
-//! `cargo run --release -p tierwise-eval --example dump_features -- DATA_DIR [SPLIT] OUT_PREFIX`
+//! `cargo run --release -p tierwise-research --example dump_features -- DATA_DIR [SPLIT] OUT_PREFIX`
 //! writes OUT_PREFIX.f32 (rows × dims, little-endian) and OUT_PREFIX.jsonl (id, category, input
 //! tokens, outcomes).
 #![allow(

@@ -1,7 +1,7 @@
 //! Dumps all-MiniLM-L6-v2 embeddings of each row's prompt (its first `BYTES` bytes) for
 //! prototyping the router outside Rust, and times one-thread embedding at that length.
 //!
-//! `cargo run --release -p tierwise-eval --example dump_minilm -- DATA_DIR [SPLIT] OUT_PREFIX BYTES`
+//! `cargo run --release -p tierwise-research --example dump_minilm -- DATA_DIR [SPLIT] OUT_PREFIX BYTES`
 //! writes OUT_PREFIX.minilm.f32 (rows × 384, little-endian), rows in file order.
 #![allow(
     clippy::unwrap_used,

@@ -1,7 +1,7 @@
 //! Recall lab: the curve over k for one data set and method, compact, plus (with `--misses K`)
 //! each query whose worst gold tool ranks at or below K.
 //!
-//! `cargo run --release -p tierwise-tools --example recall_lab -- DIR [bm25|lexical|hybrid]
+//! `cargo run --release -p tierwise-research --example recall_lab -- DIR [bm25|lexical|hybrid]
 //!  [--all-tools] [--misses K]` (hybrid loads MiniLM from `TIERWISE_MINILM_DIR` or
 //! `router/embed/all-minilm-l6-v2`).
 #![allow(

@@ -1,7 +1,7 @@
 //! Generates a large call log for the audit benchmark from the committed example workload.
 //!
 //! ```text
-//! cargo run --release -p tierwise-audit --example gen_bench_log -- \
+//! cargo run --release -p tierwise-dev --bin gen_bench_log -- \
 //!     --calls 1000000 --out /tmp/tierwise-bench.jsonl [--template examples/workload.jsonl.gz]
 //! ```
 //!

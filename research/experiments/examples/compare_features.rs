@@ -2,7 +2,7 @@
 //! folder). For each feature set: mmlu_pro 5-fold CV (pair and 4-tier ladder), llmrouter →
 //! mmlu_pro, mmlu_pro (+ llmrouter train) → llmrouter test; APGR / CPT50 / CPT80 / savings@95.
 //!
-//! `cargo run --release -p tierwise-eval --example compare_features -- ../shared/data/routing [FEATURES...]`
+//! `cargo run --release -p tierwise-research --example compare_features -- ../shared/data/routing [FEATURES...]`
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -21,7 +21,7 @@ use tierwise_eval::metrics::metrics;
 use tierwise_eval::report;
 use tierwise_router::learned::features::{EmbeddingSpec, FeatureSpec};
 use tierwise_router::learned::model::EstimateForm;
-use tierwise_router::learned::train::TrainOptions;
+use tierwise_train::router::TrainOptions;
 
 fn load(p: PathBuf, split: Option<&str>) -> Dataset {
     data::load(&p, split, &mut |_| {}).unwrap_or_else(|e| {

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use super::features::{FeatureSpec, Featurized};
-use super::model::{GainHead, LadderPrior, Model, NgramWeights};
+use tierwise_router::learned::features::{FeatureSpec, Featurized};
+use tierwise_router::learned::model::{GainHead, LadderPrior, Model, NgramWeights};
 
 /// One training query.
 #[derive(Debug, Clone)]
@@ -829,10 +829,10 @@ pub fn lbfgs(
     reason = "tests may unwrap"
 )]
 mod tests {
-    use super::super::features::featurize;
     use super::*;
     use tierwise_core::request::RequestView;
     use tierwise_core::signals::{Hints, Signals};
+    use tierwise_router::learned::features::featurize;
 
     #[test]
     fn lbfgs_minimizes_a_quadratic() {
@@ -854,7 +854,7 @@ mod tests {
             signals: false,
             lexical: false,
             hash_bits: 0,
-            embedding: Some(super::super::features::EmbeddingSpec {
+            embedding: Some(tierwise_router::learned::features::EmbeddingSpec {
                 name: "t".into(),
                 dim: 1,
             }),
@@ -1142,7 +1142,7 @@ mod tests {
                 sparse: vec![],
             }
         };
-        let form = super::super::model::EstimateForm::Gain;
+        let form = tierwise_router::learned::model::EstimateForm::Gain;
         let hi = m.ladder_estimates(form, &row(4.0), &["a", "b"]);
         let lo = m.ladder_estimates(form, &row(-4.0), &["a", "b"]);
         assert!(hi[0] < lo[0]);

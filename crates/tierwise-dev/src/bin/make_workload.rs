@@ -2,7 +2,7 @@
 //! public prompts in `../shared/data` (see `examples/README.md` for sources and licences).
 //!
 //! ```text
-//! cargo run --release -p tierwise-audit --example make_workload -- \
+//! cargo run --release -p tierwise-dev --bin make_workload -- \
 //!     --data ../shared/data --out examples/workload.jsonl.gz [--calls 2400] [--seed 7]
 //! ```
 //!

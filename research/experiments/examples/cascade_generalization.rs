@@ -3,7 +3,7 @@
 //! leave-category-out (categories split in two alternating halves; trained on one half's
 //! categories, tested on the other's) — on the 4-tier ladder and 2-tier pairs.
 //!
-//! Run: `cargo run --release -p tierwise-eval --example cascade_generalization -- ../shared/data/routing/mmlu_pro`
+//! Run: `cargo run --release -p tierwise-research --example cascade_generalization -- ../shared/data/routing/mmlu_pro`
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use tierwise_eval::data;
 use tierwise_eval::learn::fold_of;
 use tierwise_eval::report;
 use tierwise_router::cascade::Scorer;
-use tierwise_router::cascade::model::FitOptions;
+use tierwise_train::scorer::FitOptions;
 
 const LADDER4: [&str; 4] = [
     "Meta-Llama-3_1-8B-Instruct",
