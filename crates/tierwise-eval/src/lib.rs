@@ -15,7 +15,15 @@
 //!   them, accept or escalate (cost counts every attempt); threshold sweep and FrugalGPT-style
 //!   optimisation; the scorer's training set.
 //! - [`cascade_eval`]: `eval`, `train` and `calibrate --cascade` (cascade report, scorer, plan).
+//! - [`router_eval`]: `eval` — a router (shipped, a file, cross-validated, oracle, random) on
+//!   outcome data, with its report and per-row scores.
+//! - [`training`]: `train` — the learned router's file and its default threshold.
+//! - [`calibration`]: `calibrate` — thresholds for a target, written into the config.
 //! - [`config_edit`]: writing calibrated thresholds into a config file as a small text edit.
+//! - [`progress`]: the [`Progress`] sink the drivers report to (the CLI's bar, or [`Quiet`]);
+//!   [`RunError`]: the drivers' error (an input that cannot be used, or the file that failed).
+//!
+//! The drivers take options and return reports; the CLI only parses, calls one and prints.
 
 pub mod calibration;
 pub mod cascade;

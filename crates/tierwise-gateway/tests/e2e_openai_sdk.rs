@@ -1,8 +1,8 @@
 //! The official `openai` Python SDK against the gateway + mock: `tests/e2e/openai_sdk_e2e.py`.
 //!
-//! Needs the project venv with the SDK (`.ci/run` creates it):
-//! `python3 -m venv .venv && .venv/bin/pip install openai`. Without `.venv` the test says so
-//! and passes; with a `.venv` that cannot import `openai`, it fails.
+//! Needs the project venv with the SDK, which `./scripts/test` (the README's test command)
+//! creates: `python3 -m venv .venv && .venv/bin/pip install openai`. Without it the test fails
+//! and says how to make it: a test that did not run does not pass.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -20,14 +20,12 @@ use common::Harness;
 async fn openai_python_sdk_end_to_end() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = root.join(".venv/bin/python");
-    if !python.exists() {
-        eprintln!(
-            "SKIPPED openai_python_sdk_end_to_end: no .venv at {} \
-             (create it: python3 -m venv .venv && .venv/bin/pip install openai)",
-            root.display()
-        );
-        return;
-    }
+    assert!(
+        python.exists(),
+        "no .venv at {}: run ./scripts/test, which creates it \
+         (python3 -m venv .venv && .venv/bin/pip install openai)",
+        root.display()
+    );
     let mut h = Harness::start().await;
     let script = root.join("tests/e2e/openai_sdk_e2e.py");
     let base_url = h.base_url();
