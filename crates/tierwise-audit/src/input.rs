@@ -307,6 +307,7 @@ fn collect_bucket(b: &Value, rows: &mut Vec<ExportRow>) -> Result<(), String> {
                 cached_tokens: cached.min(input),
                 output_tokens: output,
                 reasoning_tokens: 0,
+                cache_write_tokens: 0,
             },
         });
     }

@@ -1,15 +1,21 @@
 //! The tier ladder and the price table.
 //!
 //! Tiers are ordered cheapest first; index 0 is the cheapest. Besides the tiers, the catalog
-//! prices other models a log or a client may name (e.g. `gpt-4o`), so cost is never guessed.
+//! prices other models a log or a client may name (e.g. `gpt-4o`), so cost is never guessed:
+//! first the configured `[[models]]`, then the vendored price database ([`crate::prices`]).
+//! Configured tiers and models keep precedence over the database.
+
+use std::sync::{Arc, RwLock};
 
 use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::cost::TierMultipliers;
+use crate::hash::FastMap;
+use crate::prices::{DbModel, PriceDb};
 
-/// List prices in USD per 1M tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// List prices in USD per 1M tokens: the base prices, and the context-length tiers above them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Prices {
     #[serde(with = "rust_decimal::serde::str")]
     pub input: Decimal,
@@ -17,6 +23,88 @@ pub struct Prices {
     pub cached_input: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
     pub output: Decimal,
+    /// Input tokens written to the prompt cache; `None`: billed as uncached input.
+    #[serde(
+        with = "rust_decimal::serde::str_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cache_write: Option<Decimal>,
+    /// Context-length tiers, `above` strictly ascending: a call with more input tokens than a
+    /// tier's `above` is billed, every token of it, at that tier's prices (the last such tier).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub context_tiers: Vec<ContextTier>,
+}
+
+/// The prices of one context-length band, USD per 1M tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct FlatPrices {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub input: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub cached_input: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub output: Decimal,
+    #[serde(
+        with = "rust_decimal::serde::str_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cache_write: Option<Decimal>,
+}
+
+/// Prices that apply to calls with more than `above` input tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ContextTier {
+    pub above: u64,
+    #[serde(flatten)]
+    pub prices: FlatPrices,
+}
+
+impl Prices {
+    /// Flat prices: no cache-write price, no context tiers.
+    pub fn flat(input: Decimal, cached_input: Decimal, output: Decimal) -> Prices {
+        Prices {
+            input,
+            cached_input,
+            output,
+            cache_write: None,
+            context_tiers: Vec::new(),
+        }
+    }
+
+    /// The base band (calls at or below the first tier's threshold).
+    pub fn base(&self) -> FlatPrices {
+        FlatPrices {
+            input: self.input,
+            cached_input: self.cached_input,
+            output: self.output,
+            cache_write: self.cache_write,
+        }
+    }
+
+    /// The prices a call with `input_tokens` input tokens is billed at.
+    pub fn at(&self, input_tokens: u64) -> FlatPrices {
+        self.context_tiers
+            .iter()
+            .rev()
+            .find(|t| input_tokens > t.above)
+            .map_or_else(|| self.base(), |t| t.prices)
+    }
+
+    /// Every price, base and tiers, is ≥ 0 and the tiers' thresholds ascend strictly.
+    pub fn is_valid(&self) -> bool {
+        let ok = |p: &FlatPrices| {
+            !(p.input.is_sign_negative()
+                || p.cached_input.is_sign_negative()
+                || p.output.is_sign_negative()
+                || p.cache_write.is_some_and(|c| c.is_sign_negative()))
+        };
+        ok(&self.base())
+            && self.context_tiers.iter().all(|t| ok(&t.prices))
+            && self
+                .context_tiers
+                .windows(2)
+                .all(|w| w[0].above < w[1].above)
+    }
 }
 
 /// One rung of the ladder.
@@ -56,6 +144,35 @@ pub struct Catalog {
     models: Vec<PricedModel>,
     #[serde(skip)]
     multipliers: TierMultipliers,
+    #[serde(skip)]
+    db: Option<Database>,
+}
+
+/// The price database behind the configured prices, with a memo of the model ids looked up
+/// (bounded: ids come from clients and logs).
+#[derive(Debug, Clone)]
+struct Database {
+    db: Arc<PriceDb>,
+    memo: Arc<RwLock<FastMap<String, Option<usize>>>>,
+}
+
+impl PartialEq for Database {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.db, &other.db)
+    }
+}
+
+const MEMO_LIMIT: usize = 4096;
+
+/// Where the prices of a model come from.
+#[derive(Debug, Clone, Copy)]
+pub enum PriceOrigin<'a> {
+    /// A configured tier (index).
+    Tier(usize, &'a Tier),
+    /// A configured `[[models]]` entry.
+    Configured(&'a PricedModel),
+    /// The price database.
+    Database(&'a PriceDb, &'a DbModel),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -85,6 +202,8 @@ pub enum CatalogError {
     UnknownBaseline(String),
     #[error("models.{0}: prices must be non-negative")]
     NegativeModelPrice(String),
+    #[error("{0}: context tiers must have strictly ascending thresholds and non-negative prices")]
+    BadContextTiers(String),
 }
 
 impl Catalog {
@@ -108,6 +227,9 @@ impl Catalog {
                 || p.cached_input < Decimal::ZERO
             {
                 return Err(CatalogError::NonPositivePrice(t.name.clone()));
+            }
+            if !p.is_valid() {
+                return Err(CatalogError::BadContextTiers(format!("tiers.{}", t.name)));
             }
             if p.cached_input > p.input {
                 return Err(CatalogError::CachedAboveInput {
@@ -134,6 +256,9 @@ impl Catalog {
             {
                 return Err(CatalogError::NegativeModelPrice(m.model.clone()));
             }
+            if !p.is_valid() {
+                return Err(CatalogError::BadContextTiers(format!("models.{}", m.model)));
+            }
         }
         let baseline = tiers
             .iter()
@@ -144,7 +269,63 @@ impl Catalog {
             baseline,
             models,
             multipliers,
+            db: None,
         })
+    }
+
+    /// Prices models that are neither tiers nor configured models from `db`.
+    pub fn with_price_db(mut self, db: Arc<PriceDb>) -> Catalog {
+        self.db = Some(Database {
+            db,
+            memo: Arc::default(),
+        });
+        self
+    }
+
+    /// The price database behind the configured prices, if any.
+    pub fn price_db(&self) -> Option<&PriceDb> {
+        self.db.as_ref().map(|d| &*d.db)
+    }
+
+    fn db_model(&self, model: &str) -> Option<&DbModel> {
+        let d = self.db.as_ref()?;
+        let hit = d.memo.read().ok().and_then(|m| m.get(model).copied());
+        let index = match hit {
+            Some(i) => i,
+            None => {
+                let i = d.db.find_index(model);
+                if let Ok(mut m) = d.memo.write()
+                    && m.len() < MEMO_LIMIT
+                {
+                    m.insert(model.to_string(), i);
+                }
+                i
+            }
+        };
+        index.map(|i| &d.db.models()[i])
+    }
+
+    /// Where `model`'s prices come from: a tier, a configured model, or the database (whose
+    /// entry may still be unpriced: check `DbModel::prices`).
+    pub fn price_origin(&self, model: &str) -> Option<PriceOrigin<'_>> {
+        if let Some(i) = self
+            .tiers
+            .iter()
+            .position(|t| t.model == model || t.name == model)
+        {
+            return Some(PriceOrigin::Tier(i, &self.tiers[i]));
+        }
+        if let Some(m) = self.priced_model(model) {
+            return Some(PriceOrigin::Configured(m));
+        }
+        if let Some(i) =
+            strip_snapshot(model).and_then(|base| self.tiers.iter().position(|t| t.model == base))
+        {
+            return Some(PriceOrigin::Tier(i, &self.tiers[i]));
+        }
+        let d = self.db.as_ref()?;
+        self.db_model(model)
+            .map(|m| PriceOrigin::Database(&d.db, m))
     }
 
     /// Tiers, cheapest first.
@@ -202,24 +383,15 @@ impl Catalog {
         self.models.iter().find(|m| m.model == base)
     }
 
-    /// Prices of any model the catalog knows (tiers first, then the price table; dated snapshots
-    /// fall back to their base id). `None` means unpriced: never price it as zero.
+    /// Prices of any model the catalog knows (tiers first, then the price table, then the price
+    /// database; dated snapshots fall back to their base id). `None` means unpriced: never
+    /// price it as zero.
     pub fn prices_for(&self, model: &str) -> Option<&Prices> {
-        if let Some(t) = self
-            .tiers
-            .iter()
-            .find(|t| t.model == model || t.name == model)
-        {
-            return Some(&t.prices);
+        match self.price_origin(model)? {
+            PriceOrigin::Tier(_, t) => Some(&t.prices),
+            PriceOrigin::Configured(m) => Some(&m.prices),
+            PriceOrigin::Database(_, m) => m.prices.as_ref(),
         }
-        if let Some(m) = self.priced_model(model) {
-            return Some(&m.prices);
-        }
-        let base = strip_snapshot(model)?;
-        self.tiers
-            .iter()
-            .find(|t| t.model == base)
-            .map(|t| &t.prices)
     }
 
     /// The tier whose model (or snapshot of it) this is.

@@ -72,11 +72,11 @@ fn tiers() -> Vec<Tier> {
         .map(|m| Tier {
             name: m.to_string(),
             model: m.to_string(),
-            prices: Prices {
-                input: rust_decimal::Decimal::ONE,
-                cached_input: rust_decimal::Decimal::ONE,
-                output: rust_decimal::Decimal::ONE,
-            },
+            prices: Prices::flat(
+                rust_decimal::Decimal::ONE,
+                rust_decimal::Decimal::ONE,
+                rust_decimal::Decimal::ONE,
+            ),
         })
         .collect()
 }

@@ -74,6 +74,7 @@ pub fn usage_or_estimate(
                 cached_tokens: 0,
                 output_tokens: tokens::count(answer_text) as u64,
                 reasoning_tokens: 0,
+                cache_write_tokens: 0,
             },
             true,
         ),

@@ -8,7 +8,8 @@
 //! One file per section, each with its raw (serde) type, its validated type, its defaults as
 //! named constants and its `load` (raw → validated):
 //! - `server.rs`: the top-level `listen`, and `[server]`;
-//! - `catalog.rs`: `[[tiers]]`, `[[models]]`, `[pricing]` and the top-level `baseline`;
+//! - `catalog.rs`: `[[tiers]]` (with `[[tiers.long_context]]`), `[[models]]`, `[pricing]` (with
+//!   `database`, the price database) and the top-level `baseline`;
 //! - `upstream.rs`: `[upstream]` (and its environment variables);
 //! - `log.rs`: `[log]`;
 //! - `routing.rs`: `[routing]` with its rules and learned router, and `cascade.rs` for
@@ -40,7 +41,7 @@ mod upstream;
 
 pub use audit::{Audit, RawAudit};
 pub use cascade::{Cascade, RawCascade, RawThresholds};
-pub use catalog::{RawDecimal, RawModel, RawPricing, RawTier};
+pub use catalog::{RawContextTier, RawDecimal, RawModel, RawPricing, RawTier};
 pub use log::{LogConfig, RawLog};
 pub use routing::{
     DispatchMode, RawLearned, RawRouting, RawRule, RouterMode, Routing, Rule, RuleWhen,
@@ -185,7 +186,7 @@ impl Config {
             audit,
         } = raw;
         let listen = server::load_listen(listen)?;
-        let catalog = catalog::load(baseline, pricing, tiers, models)?;
+        let catalog = catalog::load(baseline, pricing, tiers, models, base_dir)?;
         let upstream = upstream::load(upstream, env)?;
         let max_body_bytes = server::load(server)?;
         let log = log::load(log, base_dir);

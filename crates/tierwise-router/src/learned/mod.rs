@@ -293,11 +293,11 @@ mod tests {
     }
 
     fn tier(model: &str) -> Tier {
-        let p = Prices {
-            input: rust_decimal::Decimal::ONE,
-            cached_input: rust_decimal::Decimal::ONE,
-            output: rust_decimal::Decimal::ONE,
-        };
+        let p = Prices::flat(
+            rust_decimal::Decimal::ONE,
+            rust_decimal::Decimal::ONE,
+            rust_decimal::Decimal::ONE,
+        );
         Tier {
             name: model.into(),
             model: model.into(),
