@@ -20,6 +20,8 @@
 //! - [`training`]: `train` — the learned router's file and its default threshold.
 //! - [`calibration`]: `calibrate` — thresholds for a target, written into the config.
 //! - [`config_edit`]: writing calibrated thresholds into a config file as a small text edit.
+//! - [`quality_plan`]: `quality plan` — per category, the cheapest model proven to clear a quality
+//!   bar on a seeded shadow sample (betting tests, fixed-sequence, Benjamini–Hochberg).
 //! - [`progress`]: the [`Progress`] sink the drivers report to (the CLI's bar, or [`Quiet`]);
 //!   [`RunError`]: the drivers' error (an input that cannot be used, or the file that failed).
 //!
@@ -35,6 +37,7 @@ pub mod ladder;
 pub mod learn;
 pub mod metrics;
 pub mod progress;
+pub mod quality_plan;
 pub mod report;
 pub mod router_eval;
 pub mod training;

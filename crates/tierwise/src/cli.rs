@@ -34,6 +34,9 @@ pub enum Command {
     /// Tool search: evaluation on tool-selection data.
     #[command(subcommand)]
     Tools(ToolsCommand),
+    /// Quality bar on your own traffic: per category, the cheapest model proven to clear it.
+    #[command(subcommand)]
+    Quality(QualityCommand),
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -308,6 +311,40 @@ pub enum ToolsMethodArg {
     Bm25,
     Lexical,
     Hybrid,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QualityCommand {
+    /// Per category of an outcome data set, the cheapest model whose quality ratio against the
+    /// strongest clears --bar at --confidence, proven on --samples shadow rows per category.
+    Plan(QualityPlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QualityPlanArgs {
+    /// Data set folder (outcomes*.jsonl[.gz] + models.json).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The ladder, cheapest first; the last is the strongest (default: the data set's ladder).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Outcome files to read instead of outcomes.jsonl[.gz] (e.g. test).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Shadow rows drawn per category.
+    #[arg(long, default_value_t = 100)]
+    pub samples: usize,
+    /// Quality ratio against the strongest to clear, in (0, 1].
+    #[arg(long, default_value_t = 0.95)]
+    pub bar: f64,
+    /// Confidence in (0, 1): misses stay at most 1 − C of the categories moved, in expectation.
+    #[arg(long, default_value_t = 0.9)]
+    pub confidence: f64,
+    /// Seed of the draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

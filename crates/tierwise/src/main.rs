@@ -10,7 +10,7 @@ use clap::Parser;
 
 #[cfg(feature = "bench")]
 use cli::BenchCommand;
-use cli::{Cli, Command, ConfigCommand, ToolsCommand};
+use cli::{Cli, Command, ConfigCommand, QualityCommand, ToolsCommand};
 
 /// mimalloc: the audit's workers allocate and free many small JSON values and strings per call;
 /// glibc malloc cost ~13% of the audit's instructions (`crates/tierwise-audit/benches/bench_1m.sh`).
@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Command::Calibrate(a) if a.cascade => cmd::cascade::calibrate(a),
         Command::Calibrate(a) => cmd::calibrate::run(a),
         Command::Tools(ToolsCommand::Eval(a)) => cmd::tools::run_eval(a),
+        Command::Quality(QualityCommand::Plan(a)) => cmd::quality::plan(a),
         Command::Config(ConfigCommand::Check(a)) => cmd::config::check(a),
         #[cfg(feature = "bench")]
         Command::Bench(BenchCommand::Gateway(a)) => cmd::bench::gateway(a),
