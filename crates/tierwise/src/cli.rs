@@ -40,6 +40,9 @@ pub enum Command {
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Prices: what a model costs and where the price comes from; update the price database.
+    #[command(subcommand)]
+    Prices(PricesCommand),
     /// Benchmarks (gateway overhead against the mock upstream); in builds with `--features bench`.
     #[cfg(feature = "bench")]
     #[command(subcommand)]
@@ -356,6 +359,48 @@ pub enum ConfigCommand {
 #[derive(Debug, Args)]
 pub struct ConfigCheckArgs {
     pub file: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricesCommand {
+    /// A model's prices (USD per 1M tokens), with their source and check date.
+    Show(PricesShowArgs),
+    /// Replace the vendored price database with a newer copy of the same file (validated; prints
+    /// what changed).
+    Update(PricesUpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PricesShowArgs {
+    /// Model id as a client or a log names it (`gpt-5.4`, `gpt-5.6-luna-2026-09-01`,
+    /// `anthropic/claude-sonnet-4-5`, a tier name).
+    pub model: String,
+    /// Config file (default: ./tierwise.toml if present, else the embedded default).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PricesUpdateArgs {
+    /// A genai-prices v2 `data.json` (the project's `prices/new_data/v2/data.json`).
+    pub file: PathBuf,
+    /// Folder holding the vendored data (default: `crates/tierwise-core/data/prices` of the
+    /// source tree this binary was built from).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Source line to record (default: the file's path).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// The date the prices were checked, YYYY-MM-DD (default: today, UTC).
+    #[arg(long)]
+    pub checked: Option<String>,
+    /// Validate and print the changes; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -10,6 +10,7 @@ use clap::Parser;
 
 #[cfg(feature = "bench")]
 use cli::BenchCommand;
+use cli::PricesCommand;
 use cli::{Cli, Command, ConfigCommand, QualityCommand, ToolsCommand};
 
 /// mimalloc: the audit's workers allocate and free many small JSON values and strings per call;
@@ -37,6 +38,8 @@ fn main() -> ExitCode {
         Command::Tools(ToolsCommand::Eval(a)) => cmd::tools::run_eval(a),
         Command::Quality(QualityCommand::Plan(a)) => cmd::quality::plan(a),
         Command::Config(ConfigCommand::Check(a)) => cmd::config::check(a),
+        Command::Prices(PricesCommand::Show(a)) => cmd::prices::show(a),
+        Command::Prices(PricesCommand::Update(a)) => cmd::prices::update(a),
         #[cfg(feature = "bench")]
         Command::Bench(BenchCommand::Gateway(a)) => cmd::bench::gateway(a),
     };
