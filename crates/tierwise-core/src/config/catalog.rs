@@ -348,6 +348,35 @@ output = 9
         );
     }
 
+    /// Every example config validates, and its tiers carry the price database's prices for
+    /// their models (base, cache write and long-context tiers), so the two cannot drift apart.
+    #[test]
+    fn example_ladders_validate_and_match_the_database() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let c = Config::load_file(&path, &no_env)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let db = c.catalog.price_db().unwrap();
+            for t in c.catalog.tiers() {
+                let m = db.find(&t.model).unwrap_or_else(|| panic!("{}", t.model));
+                assert_eq!(
+                    m.prices.as_ref(),
+                    Some(&t.prices),
+                    "{}: {}",
+                    path.display(),
+                    t.model
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 6, "{checked}");
+    }
+
     #[test]
     fn negative_price_is_rejected() {
         let text = DEFAULT_TOML.replacen("input = 0.20", "input = -0.20", 1);
