@@ -349,6 +349,7 @@ mod tests {
             pinned: vec![],
             method: tierwise_tools::Method::Lexical,
             keep_share: 0.0,
+            adaptive: tierwise_tools::Adaptive::OFF,
         }
     }
 

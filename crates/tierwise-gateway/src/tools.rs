@@ -707,6 +707,7 @@ mod tests {
             pinned: vec!["tool_7".into()],
             method: tierwise_tools::Method::Lexical,
             keep_share: 0.0,
+            adaptive: tierwise_tools::Adaptive::OFF,
         }
     }
 

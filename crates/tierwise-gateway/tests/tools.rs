@@ -201,6 +201,8 @@ fn search_tools() -> Vec<Value> {
 fn search_setup() -> Setup {
     Setup::default()
         .edit("top_k = 24", "top_k = 1")
+        // Exactly top_k relevant tools (no adaptive k), so the rounds are predictable.
+        .edit("tail_ratio = 0.3", "tail_ratio = 1.0")
         .edit("mode = \"prune\"", "mode = \"tool_search\"")
         .tier_model("gpt-5.4-mini", "toolsearch-gpt-5.4-mini")
 }

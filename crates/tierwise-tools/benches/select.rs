@@ -78,6 +78,7 @@ fn bench(c: &mut Criterion) {
         pinned: vec![],
         method: Method::Lexical,
         keep_share: 0.0,
+        adaptive: tierwise_tools::Adaptive::OFF,
     };
     let reqs = requests();
     for n in [500, 5000] {

@@ -40,5 +40,7 @@ pub fn warm_up() {
 }
 
 pub use index::{TextEmbedder, ToolEntry, ToolIndex, ToolStatus};
-pub use query::{Method, Query, rank, top};
-pub use select::{Kept, Reason, Selection, SelectionPolicy, select, select_with};
+pub use query::{Method, Query, rank, top, top_scored};
+pub use select::{
+    Adaptive, Kept, Reason, Selection, SelectionPolicy, adaptive_k, relevant, select, select_with,
+};

@@ -298,6 +298,21 @@ pub fn top(
     candidates: Option<&[usize]>,
     k: usize,
 ) -> Vec<usize> {
+    top_scored(index, query, method, embedder, candidates, k)
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// [`top`] with each tool's score.
+pub fn top_scored(
+    index: &ToolIndex,
+    query: &Query,
+    method: Method,
+    embedder: QueryEmbedder<'_>,
+    candidates: Option<&[usize]>,
+    k: usize,
+) -> Vec<(usize, f32)> {
     let s = scores(index, query, method, embedder, candidates);
     let mut pool: Vec<usize> = match candidates {
         Some(c) => {
@@ -325,7 +340,9 @@ pub fn top(
         pool.truncate(k);
     }
     pool.sort_unstable_by(cmp);
-    pool
+    pool.into_iter()
+        .map(|i| (i, s.get(i).copied().unwrap_or(0.0)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,17 +1,24 @@
 //! Which tools a request keeps: a pure function of the index, the conversation and the policy.
 //!
 //! Kept = every tool the index could not read (passed through) ∪ tools named by `tool_choice`
-//! ∪ tools the conversation already called ∪ pinned tools ∪ the `top_k` most relevant. Nothing
+//! ∪ tools the conversation already called ∪ pinned tools ∪ the k most relevant. Nothing
 //! is pruned when the request has at most `threshold` tools or the mode is `off`. Kept tools
 //! stay in their **original order**, so the same tool set always yields the same prefix and
 //! the provider's prompt cache keeps hitting.
+//!
+//! k adapts to the scores ([`SelectionPolicy::bounds`], [`adaptive_k`]): at least
+//! `max(top_k, ⌈keep_share × tools⌉)`, plus every further tool scoring at least `tail_ratio` ×
+//! the best score, up to `max(floor, min(max_k, ⌈max_share × tools⌉))`. A flat tail (many
+//! near-ties, little evidence which one is meant) keeps more tools; a sharp head keeps the
+//! floor. On a small catalog the share bound lets recall hold; on thousands of tools `max_k`
+//! keeps the schema tokens sent near the floor.
 
 use serde_json::Value;
 use tierwise_core::config::{ToolMethod, ToolMode, Tools};
 use tierwise_core::request::RequestView;
 
 use crate::index::ToolIndex;
-use crate::query::{Method, Query, QueryEmbedder, top};
+use crate::query::{Method, Query, QueryEmbedder, top_scored};
 
 /// Which tools [`select`] keeps: the `[tools]` config section (not the router's
 /// `tierwise_router::Policy`, which picks a tier).
@@ -27,6 +34,70 @@ pub struct SelectionPolicy {
     pub method: Method,
     /// Share of the indexed tools also kept on large requests (see [`SelectionPolicy::k_for`]).
     pub keep_share: f64,
+    /// Adaptive k beyond [`SelectionPolicy::k_for`] ([`Adaptive::OFF`]: exactly that).
+    pub adaptive: Adaptive,
+}
+
+/// Bounds and cut of the adaptive k (`tools.max_k`, `tools.max_share`, `tools.tail_ratio`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Adaptive {
+    /// At most this many relevant tools (unless the floor is higher).
+    pub max_k: usize,
+    /// At most this share of the indexed tools (unless the floor is higher).
+    pub max_share: f64,
+    /// Tools beyond the floor are kept while their score is at least this × the best score.
+    pub tail_ratio: f32,
+}
+
+impl Adaptive {
+    /// No adaptation: k is [`SelectionPolicy::k_for`].
+    pub const OFF: Adaptive = Adaptive {
+        max_k: 0,
+        max_share: 0.0,
+        tail_ratio: 1.0,
+    };
+
+    /// The adaptive part of a `[tools]` config section.
+    pub fn from_config(tools: &Tools) -> Adaptive {
+        Adaptive {
+            max_k: tools.max_k,
+            max_share: tools.max_share,
+            // A config ratio in [0, 1]: exact enough as f32.
+            #[expect(clippy::cast_possible_truncation, reason = "a ratio in [0, 1]")]
+            tail_ratio: tools.tail_ratio as f32,
+        }
+    }
+}
+
+/// ⌈share × n⌉ for a share clamped to [0, 1].
+fn share_of(share: f64, n: usize) -> usize {
+    let x = (share.clamp(0.0, 1.0) * n as f64).ceil();
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "0 <= x <= n"
+    )]
+    let x = x as usize;
+    x.min(n)
+}
+
+/// How many of `scores` (best first) to keep: `lo`, then further tools while their score is at
+/// least `ratio` × the best, at most `hi`. A best score of 0 (nothing matched) keeps `hi`: with no
+/// evidence, recall needs the whole budget.
+pub fn adaptive_k(scores: &[f32], lo: usize, hi: usize, ratio: f32) -> usize {
+    let hi = hi.min(scores.len());
+    let lo = lo.min(hi);
+    let best = scores.first().copied().unwrap_or(0.0);
+    if best <= 0.0 || !best.is_finite() {
+        return hi;
+    }
+    let cut = ratio * best;
+    lo + scores
+        .get(lo..hi)
+        .unwrap_or(&[])
+        .iter()
+        .take_while(|&&s| s >= cut)
+        .count()
 }
 
 impl SelectionPolicy {
@@ -44,6 +115,7 @@ impl SelectionPolicy {
                 ToolMethod::Hybrid => Method::Hybrid,
             },
             keep_share: tools.keep_share,
+            adaptive: Adaptive::from_config(tools),
         }
     }
 
@@ -60,6 +132,15 @@ impl SelectionPolicy {
         )]
         let share = share as usize;
         self.top_k.max(share)
+    }
+
+    /// The floor and ceiling of k for `indexed` searchable tools (ceiling ≥ floor; both may
+    /// exceed `indexed`, which then keeps everything).
+    pub fn bounds(&self, indexed: usize) -> (usize, usize) {
+        let lo = self.k_for(indexed);
+        let a = self.adaptive;
+        let hi = a.max_k.min(share_of(a.max_share, indexed));
+        (lo, lo.max(hi))
     }
 }
 
@@ -177,15 +258,23 @@ pub fn select_with(
     if !prunes(index, policy) {
         return keep_all(index);
     }
-    let ranking = top(
-        index,
-        &Query::from_view(view),
-        policy.method,
-        embedder,
-        None,
-        policy.k_for(index.indexed_len()),
-    );
+    let ranking = relevant(index, &Query::from_view(view), policy, embedder);
     select_ranked(index, &ranking, &forced, policy)
+}
+
+/// The relevant tools the policy keeps for `query`, best first: the top of the ranking, cut by
+/// [`adaptive_k`] within [`SelectionPolicy::bounds`].
+pub fn relevant(
+    index: &ToolIndex,
+    query: &Query,
+    policy: &SelectionPolicy,
+    embedder: QueryEmbedder<'_>,
+) -> Vec<usize> {
+    let (lo, hi) = policy.bounds(index.indexed_len());
+    let scored = top_scored(index, query, policy.method, embedder, None, hi);
+    let scores: Vec<f32> = scored.iter().map(|&(_, s)| s).collect();
+    let k = adaptive_k(&scores, lo, hi, policy.adaptive.tail_ratio);
+    scored.into_iter().take(k).map(|(i, _)| i).collect()
 }
 
 /// Whether `policy` prunes a list of this many tools.
@@ -209,8 +298,10 @@ pub fn keep_all(index: &ToolIndex) -> Selection {
     }
 }
 
-/// The selection given a ranking (best first) and the forced tools. The first reason given
-/// for a tool wins; pass forced tools in precedence order.
+/// The selection given a ranking (best first) and the forced tools: at most the ceiling of
+/// [`SelectionPolicy::bounds`] relevant tools (pass [`relevant`]'s cut ranking for the
+/// adaptive k, or a full ranking with [`Adaptive::OFF`] for exactly `k_for`). The first reason
+/// given for a tool wins; pass forced tools in precedence order.
 pub fn select_ranked(
     index: &ToolIndex,
     ranking: &[usize],
@@ -233,7 +324,7 @@ pub fn select_ranked(
     }
     for (rank, &i) in ranking
         .iter()
-        .take(policy.k_for(index.indexed_len()))
+        .take(policy.bounds(index.indexed_len()).1)
         .enumerate()
     {
         if let Some(slot) = reason.get_mut(i)
@@ -290,7 +381,78 @@ mod tests {
             pinned: vec![],
             keep_share: 0.0,
             method: Method::Lexical,
+            adaptive: Adaptive::OFF,
         }
+    }
+
+    #[test]
+    fn adaptive_k_keeps_a_flat_tail_and_cuts_a_sharp_head() {
+        let flat = [1.0, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4];
+        let sharp = [1.0, 0.2, 0.1, 0.1, 0.05, 0.0, 0.0, 0.0];
+        assert_eq!(adaptive_k(&flat, 2, 6, 0.55), 6, "bounded by the ceiling");
+        assert_eq!(adaptive_k(&flat, 2, 8, 0.55), 6);
+        assert_eq!(adaptive_k(&sharp, 2, 8, 0.3), 2, "the floor");
+        assert_eq!(adaptive_k(&sharp, 0, 8, 0.3), 1);
+        assert_eq!(
+            adaptive_k(&[0.0; 5], 1, 4, 0.3),
+            4,
+            "no evidence: the ceiling"
+        );
+        assert_eq!(adaptive_k(&flat[..3], 2, 64, 0.3), 3, "never past the pool");
+        assert_eq!(adaptive_k(&[], 2, 64, 0.3), 0);
+        assert_eq!(adaptive_k(&flat, 3, 8, 1.0), 3, "ratio 1: only exact ties");
+    }
+
+    #[test]
+    fn bounds_follow_the_config() {
+        let mut p = policy(16, 24);
+        p.keep_share = 0.016;
+        assert_eq!(p.bounds(4076), (66, 66), "off: exactly k_for");
+        p.adaptive = Adaptive {
+            max_k: 64,
+            max_share: 0.25,
+            tail_ratio: 0.3,
+        };
+        assert_eq!(p.bounds(200), (24, 50), "small catalogs: a share");
+        assert_eq!(p.bounds(1951), (32, 64), "larger: max_k");
+        assert_eq!(p.bounds(4076), (66, 66), "the floor wins");
+        assert_eq!(p.bounds(1), (24, 24), "one tool: the floor (past the pool)");
+        let defaults = SelectionPolicy::from_config(
+            &tierwise_core::Config::embedded(&|_: &str| None)
+                .unwrap()
+                .tools,
+        );
+        assert!(defaults.adaptive.max_k >= defaults.top_k);
+        assert!(defaults.adaptive.tail_ratio > 0.0 && defaults.adaptive.tail_ratio < 1.0);
+    }
+
+    #[test]
+    fn adaptive_selection_stays_within_bounds_on_one_tool_and_duplicates() {
+        let mut ts = tools(40);
+        ts.push(ts[0].clone());
+        let idx = ToolIndex::build(&ts);
+        let view = RequestView::chat(
+            &json!({"model": "auto", "messages": [{"role": "user", "content": "weather please"}]}),
+        )
+        .unwrap();
+        let mut p = policy(0, 2);
+        p.adaptive = Adaptive {
+            max_k: 8,
+            max_share: 1.0,
+            tail_ratio: 0.5,
+        };
+        let s = select(&idx, &view, &p);
+        let relevant = s
+            .kept
+            .iter()
+            .filter(|k| matches!(k.reason, Reason::Relevant { .. }))
+            .count();
+        // Five weather tools (one a duplicate name) tie: the flat head is kept, up to max_k.
+        assert_eq!(relevant, 5, "{:?}", s.kept);
+        let one = ToolIndex::build(&tools(1));
+        let s = select(&one, &view, &p);
+        assert_eq!(s.kept.len(), 1);
+        assert!(!s.pruned);
     }
 
     #[test]

@@ -252,7 +252,7 @@ proptest! {
         let index = ToolIndex::build(&tools);
         prop_assert_eq!(index.len(), tools.len());
         let view = RequestView::chat(&json!({"model": "m", "messages": [{"role": "user", "content": names.join(" then ")}]})).unwrap();
-        let policy = SelectionPolicy { mode: ToolMode::Prune, threshold: 0, top_k: k, pinned: vec![], method: Method::Lexical, keep_share: 0.0 };
+        let policy = SelectionPolicy { mode: ToolMode::Prune, threshold: 0, top_k: k, pinned: vec![], method: Method::Lexical, keep_share: 0.0, adaptive: tierwise_tools::Adaptive::OFF };
         let s = select(&index, &view, &policy);
         let kept = s.indices();
         prop_assert!(kept.windows(2).all(|w| w[0] < w[1]));

@@ -4,8 +4,8 @@ use anyhow::Context;
 use std::fmt::Write as _;
 
 use tierwise_tools::embedders::{self, MiniLmEmbedder, StaticEmbedder};
-use tierwise_tools::eval::{Dataset, EvalOptions, Report, evaluate};
-use tierwise_tools::{Method, SelectionPolicy, TextEmbedder};
+use tierwise_tools::eval::{Dataset, EvalOptions, Report, evaluate_adaptive};
+use tierwise_tools::{Adaptive, Method, SelectionPolicy, TextEmbedder};
 
 use crate::cli::{ToolsEvalArgs, ToolsMethodArg};
 use crate::output::{self, Status};
@@ -42,35 +42,34 @@ fn load_hybrid_embedder(arg: Option<&std::path::Path>) -> anyhow::Result<Option<
 
 pub fn run_eval(args: ToolsEvalArgs) -> anyhow::Result<Status> {
     let config = super::load_config(args.config.as_deref())?;
-    let (k, keep_share) = match args.k {
+    // `--k` is a fixed k; without it, the config's floor and adaptive k (as the gateway).
+    let (k, keep_share, adaptive) = match args.k {
         Some(0) => anyhow::bail!("--k must be at least 1"),
-        Some(k) => (k, 0.0),
-        None => (config.tools.top_k, config.tools.keep_share),
+        Some(k) => (k, 0.0, Adaptive::OFF),
+        None => (
+            config.tools.top_k,
+            config.tools.keep_share,
+            Adaptive::from_config(&config.tools),
+        ),
     };
-    let mut method = match args.method {
+    let method = match args.method {
         Some(ToolsMethodArg::Bm25) => Method::Bm25,
         Some(ToolsMethodArg::Lexical) => Method::Lexical,
         Some(ToolsMethodArg::Hybrid) => Method::Hybrid,
         None => SelectionPolicy::from_config(&config.tools).method,
     };
+    // A method that needs a model never falls back silently to a weaker one.
     let embedder = if method == Method::Hybrid {
         match load_hybrid_embedder(args.embed_dir.as_deref())? {
             Some(e) => Some(e),
-            None if args.method.is_some() || args.embed_dir.is_some() => anyhow::bail!(
-                "--method hybrid needs an embedding model: run scripts/fetch-minilm.sh or pass --embed-dir"
+            None => anyhow::bail!(
+                "method hybrid needs an embedding model: no MiniLM model in {} (run scripts/fetch-minilm.sh or pass --embed-dir)",
+                embedders::MINILM_DIR
             ),
-            None => {
-                // Said in the report (stdout), so stderr stays for errors and progress.
-                method = Method::Lexical;
-                None
-            }
         }
     } else {
         None
     };
-    let fell_back = args.method.is_none()
-        && method == Method::Lexical
-        && SelectionPolicy::from_config(&config.tools).method == Method::Hybrid;
     let data = Dataset::load(&args.data)?;
     let opts = EvalOptions {
         k,
@@ -82,9 +81,10 @@ pub fn run_eval(args: ToolsEvalArgs) -> anyhow::Result<Status> {
         cache_dir: embedder.as_ref().and_then(|e| e.2.clone()),
     };
     let bar = output::progress(data.queries.len() as u64, args.json, "queries");
-    let report = evaluate(
+    let report = evaluate_adaptive(
         &data,
         &opts,
+        adaptive,
         embedder.as_ref().map(|e| e.0.as_ref()),
         &mut || bar.inc(1),
     );
@@ -93,12 +93,7 @@ pub fn run_eval(args: ToolsEvalArgs) -> anyhow::Result<Status> {
     if args.json {
         output::json(&report)?;
     } else {
-        let mut text = human(&report, &args, embedder.as_ref().map(|e| e.1.as_str()));
-        if fell_back {
-            text.push_str(
-                "note: tools.method is hybrid but no MiniLM model was found (run scripts/fetch-minilm.sh): ranked lexically\n",
-            );
-        }
+        let text = human(&report, &args, embedder.as_ref().map(|e| e.1.as_str()));
         output::out(&text);
     }
     if !report.problems.is_empty() {
@@ -152,10 +147,14 @@ fn human(r: &Report, args: &ToolsEvalArgs, model: Option<&str>) -> String {
             r.threshold
         );
     }
+    let k = if r.k_max > r.k {
+        format!("{}..{} (adaptive, mean {:.1})", r.k, r.k_max, r.k_mean)
+    } else {
+        r.k.to_string()
+    };
     let _ = writeln!(
         s,
-        "k = {}: recall {} (all gold tools kept), tool-schema tokens {:.1} offered → {:.1} sent, reduction {}",
-        r.k,
+        "k = {k}: recall {} (all gold tools kept), tool-schema tokens {:.1} offered → {:.1} sent, reduction {}",
         pct(r.recall),
         r.tokens_offered,
         r.tokens_sent,
@@ -177,8 +176,12 @@ fn human(r: &Report, args: &ToolsEvalArgs, model: Option<&str>) -> String {
     }
     let _ = writeln!(
         s,
-        "index build ({} tools): {:.1} ms; ranking + selection per request: {:.0} µs mean, {:.0} µs p99",
-        r.catalog_tools, r.timing.index_build_ms, r.timing.select_us_mean, r.timing.select_us_p99
+        "index build ({} tools): {:.1} ms; selection per request: {:.0} µs p50, {:.0} µs p99, {:.0} µs mean",
+        r.catalog_tools,
+        r.timing.index_build_ms,
+        r.timing.select_us_p50,
+        r.timing.select_us_p99,
+        r.timing.select_us_mean
     );
     s
 }
