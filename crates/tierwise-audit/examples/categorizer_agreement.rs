@@ -12,8 +12,18 @@
 //!   natural_qa, trivia_qa, commonsense_qa, openbook_qa, arc_challenge, mmlu → conversation
 //!   (knowledge questions a chat assistant answers).
 //! - BFCL and Seal-Tools queries sent with their tools → agentic.
+//! - The example workload (`examples/workload.jsonl.gz`, real prompts under eight synthetic
+//!   applications' system prompts), labelled by the application that sent the call
+//!   (`metadata.app`): triage → classification, extract → extraction, digest → summarization,
+//!   writer → writing, code → coding, tutor → reasoning, support → conversation, agent →
+//!   agentic. It is the only set here with classification, extraction and summarization
+//!   labels, and its tasks are stated by system prompts (the easy case).
 //!
-//! Prints overall and per-task agreement and the confusion of the LLMRouter part.
+//! Prints overall and per-task agreement, the confusion of the LLMRouter part, and per
+//! category: recall (of the prompts labelled X, categorized X), precision (of those
+//! categorized X, labelled X), the share the categorizer is sure of, and the agreement where
+//! it is sure — an unsure category can only raise a tier, so the sure errors are the ones that
+//! could send a call too low.
 
 #![expect(
     clippy::print_stdout,
@@ -27,7 +37,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 use serde_json::{Value, json};
-use tierwise_audit::category::categorize;
+use tierwise_audit::category::{Category, categorize};
 use tierwise_core::request::RequestView;
 use tierwise_core::signals::{Hints, Signals};
 
@@ -56,11 +66,33 @@ pub fn expected(task: &str) -> Option<&'static str> {
     })
 }
 
-fn cat(body: &Value) -> String {
+fn categorized(body: &Value) -> Category {
     let v = RequestView::chat(body).unwrap();
     let h = Hints::from_metadata(&v);
     let s = Signals::compute(&v, &h);
-    categorize(&v, &s, &h).into_owned()
+    categorize(&v, &s, &h)
+}
+
+/// Example workload application → category.
+fn app_category(app: &str) -> Option<&'static str> {
+    Some(match app {
+        "triage" => "classification",
+        "extract" => "extraction",
+        "digest" => "summarization",
+        "writer" => "writing",
+        "code" => "coding",
+        "tutor" => "reasoning",
+        "support" => "conversation",
+        "agent" => "agentic",
+        _ => return None,
+    })
+}
+
+/// One labelled prompt: its set, its label, what the categorizer said.
+struct Labelled {
+    set: &'static str,
+    want: &'static str,
+    got: Category,
 }
 
 #[derive(Default)]
@@ -83,6 +115,7 @@ fn main() {
     let mut shown = 0;
     let start = std::time::Instant::now();
     let mut calls = 0usize;
+    let mut all: Vec<Labelled> = Vec::new();
     for (split, file) in [
         ("train", "outcomes_train.jsonl.gz"),
         ("test", "outcomes_test.jsonl.gz"),
@@ -92,7 +125,13 @@ fn main() {
                 continue;
             };
             let Some(want) = expected(task) else { continue };
-            let got = cat(&json!({"model": "auto", "messages": r["messages"]}));
+            let c = categorized(&json!({"model": "auto", "messages": r["messages"]}));
+            let got = c.name.to_string();
+            all.push(Labelled {
+                set: "llmrouter",
+                want,
+                got: c,
+            });
             calls += 1;
             let t = per_task.entry(task.to_string()).or_default();
             t.n += 1;
@@ -130,7 +169,14 @@ fn main() {
                 .iter()
                 .filter_map(|n| tools.get(n.as_str().unwrap_or("")).cloned())
                 .collect();
-            let got = cat(&json!({"model": "auto", "messages": q["messages"], "tools": offered}));
+            let c =
+                categorized(&json!({"model": "auto", "messages": q["messages"], "tools": offered}));
+            let got = c.name.to_string();
+            all.push(Labelled {
+                set: "tools",
+                want: "agentic",
+                got: c,
+            });
             calls += 1;
             let t = per_task.entry(format!("{name} (with tools)")).or_default();
             t.n += 1;
@@ -138,6 +184,24 @@ fn main() {
                 t.ok += 1;
             }
         }
+    }
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/workload.jsonl.gz");
+    for line in read_jsonl(&workload) {
+        let Some(want) = line["metadata"]["app"].as_str().and_then(app_category) else {
+            continue;
+        };
+        let mut body = line["request"].clone();
+        body["model"] = json!("auto");
+        let c = categorized(&body);
+        calls += 1;
+        let t = per_task.entry(format!("workload {want}")).or_default();
+        t.n += 1;
+        t.ok += usize::from(c.name == want);
+        all.push(Labelled {
+            set: "workload",
+            want,
+            got: c,
+        });
     }
     let secs = start.elapsed().as_secs_f64();
     let llm: Tally = split_tally.values().fold(Tally::default(), |a, b| Tally {
@@ -166,7 +230,70 @@ fn main() {
             t.ok,
             t.n,
             100.0 * t.ok as f64 / t.n as f64,
-            expected(task).unwrap_or("agentic")
+            expected(task)
+                .or_else(|| task.strip_prefix("workload "))
+                .unwrap_or("agentic")
+        );
+    }
+    for (title, sets) in [
+        (
+            "public sets (LLMRouter, BFCL, Seal-Tools)",
+            &["llmrouter", "tools"][..],
+        ),
+        ("example workload (labels: metadata.app)", &["workload"][..]),
+    ] {
+        println!("\nper category, {title}:");
+        println!(
+            "  {:<15} {:>6} {:>7} {:>9} {:>6} {:>12}",
+            "category", "n", "recall", "precision", "sure", "sure agree"
+        );
+        let rows: Vec<&Labelled> = all.iter().filter(|l| sets.contains(&l.set)).collect();
+        for c in tierwise_audit::category::CATEGORIES {
+            let labelled: Vec<&&Labelled> = rows.iter().filter(|l| l.want == *c).collect();
+            let named: Vec<&&Labelled> = rows.iter().filter(|l| l.got.name == *c).collect();
+            if labelled.is_empty() && named.is_empty() {
+                continue;
+            }
+            let pct = |a: usize, b: usize| {
+                if b == 0 {
+                    "-".to_string()
+                } else {
+                    format!("{:.1}%", 100.0 * a as f64 / b as f64)
+                }
+            };
+            let hit = labelled.iter().filter(|l| l.got.name == l.want).count();
+            let right = named.iter().filter(|l| l.got.name == l.want).count();
+            let sure: Vec<_> = named.iter().filter(|l| l.got.sure).collect();
+            let sure_right = sure.iter().filter(|l| l.got.name == l.want).count();
+            println!(
+                "  {c:<15} {:>6} {:>7} {:>9} {:>6} {:>12}",
+                labelled.len(),
+                pct(hit, labelled.len()),
+                pct(right, named.len()),
+                pct(sure.len(), named.len()),
+                format!(
+                    "{} ({sure_right}/{})",
+                    pct(sure_right, sure.len()),
+                    sure.len()
+                ),
+            );
+        }
+        let sure: Vec<_> = rows.iter().filter(|l| l.got.sure).collect();
+        let sure_right = sure.iter().filter(|l| l.got.name == l.want).count();
+        let ok = rows.iter().filter(|l| l.got.name == l.want).count();
+        println!(
+            "  all             {:>6} {:>7}           {:>6} {:>12}",
+            rows.len(),
+            format!("{:.1}%", 100.0 * ok as f64 / rows.len().max(1) as f64),
+            format!(
+                "{:.1}%",
+                100.0 * sure.len() as f64 / rows.len().max(1) as f64
+            ),
+            format!(
+                "{:.1}% ({sure_right}/{})",
+                100.0 * sure_right as f64 / sure.len().max(1) as f64,
+                sure.len()
+            ),
         );
     }
     println!("\nconfusion (expected → got: count), LLMRouter:");

@@ -10,7 +10,6 @@
 //! Memory is bounded by the channel depths, the reorder window, the cache simulators' caps
 //! and the shape tables; it does not grow with the log.
 
-use std::borrow::Cow;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::io::BufRead;
@@ -29,10 +28,10 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::agg::{Buckets, CacheAcc, FastMap, ModelKey, Name, ShapeTable};
 use crate::cache_sim::CacheSim;
 use crate::call::{Call, parse_line};
-use crate::category::categorize;
 use crate::error::AuditError;
 use crate::input::{self, ExportRow, Format, InputSpec};
 use crate::prompt::{self, Prefix, ToolMemo, cached_for_match};
+use tierwise_router::category::categorize;
 
 /// What to audit and how.
 #[derive(Debug, Clone)]
@@ -444,9 +443,13 @@ impl<'a> Worker<'a> {
         }
         let hints = Hints::from_metadata(&view);
         let signals = Signals::compute(&view, &hints);
-        let category: Name = match categorize(&view, &signals, &hints) {
-            Cow::Borrowed(s) => self.name(s),
-            Cow::Owned(s) => self.name(&s),
+        // decide() categorizes too; without the request's content there is no decision, and
+        // the category is the hint's (or `other`).
+        view.model = "auto".to_string();
+        let decision = has_content.then(|| decide(&view, &signals, &hints, self.policy));
+        let category: Name = match &decision {
+            Some(Ok(d)) => self.name(&d.category.name),
+            _ => self.name(&categorize(&view, &signals, &hints).name),
         };
         let actual_model = self.name(&model);
         let actual: ModelKey = (actual_model.clone(), service_tier);
@@ -465,8 +468,6 @@ impl<'a> Worker<'a> {
         // The routing what-if: the same request sent as `model: "auto"`, decided by the
         // function `serve` calls, with the same policy.
         // Without the request there is nothing to decide on: the call stays where it was.
-        view.model = "auto".to_string();
-        let decision = has_content.then(|| decide(&view, &signals, &hints, self.policy));
         let (routed_model, routed_tier, mode) = match &decision {
             Some(Ok(d)) => (d.model.clone(), d.tier, d.mode),
             Some(Err(_)) => {

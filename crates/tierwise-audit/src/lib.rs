@@ -4,7 +4,8 @@
 //! - [`input`]: opening inputs (files, `-`, gzip) and detecting their format (JSONL call log,
 //!   OpenAI usage export pages, tierwise's SQLite request log).
 //! - [`call`]: one JSONL line → a [`call::Call`] (request view, served model, usage, time).
-//! - [`category`]: the categorizer (documented rules; `metadata.category` overrides).
+//! - [`category`]: the categorizer, `tierwise_router::category` (the one `serve` and `route`
+//!   use; `metadata.category` overrides).
 //! - [`prompt`]: the prompt as the provider's cache sees it (segments, prefixes, static-first
 //!   layout), request shapes, and the tool-search estimate.
 //! - [`cache_sim`]: the provider's prompt cache, simulated in time order with bounded state.
@@ -22,7 +23,7 @@ pub mod agg;
 pub mod cache_sim;
 pub mod call;
 pub mod cascade_replay;
-pub mod category;
+pub use tierwise_router::category;
 pub mod engine;
 pub mod error;
 pub mod html;

@@ -2,7 +2,9 @@
 //!
 //! Each row becomes one JSONL line the workers parse like any other:
 //! - the usage, served model, service tier and time come from the row's columns;
-//! - the category / role hints the gateway logged become the line's `metadata`;
+//! - the role hint and the logged category become the line's `metadata` — the category only
+//!   when it was a hint or there is no body to categorize again (a categorizer's category is
+//!   computed again from the body by the same function, sure or unsure as the gateway saw it);
 //! - with `log.store_bodies = true` the stored request body is the line's `request`, so the
 //!   categorizer, the routing what-if, the cache simulation and tool search all apply; without
 //!   bodies the line has no request: spend, category (from the hint) and the Batch what-if only.
@@ -19,7 +21,9 @@ pub fn row_line(row: &RequestRow) -> Option<Vec<u8>> {
         return None;
     }
     let mut meta = Map::new();
-    if let Some(c) = &row.category {
+    let recomputable =
+        row.category_source.as_deref() == Some("categorizer") && row.request_body.is_some();
+    if let Some(c) = row.category.as_ref().filter(|_| !recomputable) {
         meta.insert("category".into(), Value::String(c.clone()));
     }
     if let Some(r) = &row.role {
@@ -77,6 +81,7 @@ mod tests {
             model: "gpt-5.4-mini".into(),
             reason: "rule".into(),
             category: Some("extraction".into()),
+            category_source: Some("hint".into()),
             role: None,
             mode: "sync".into(),
             service_tier: "flex".into(),
@@ -122,5 +127,22 @@ mod tests {
         let mut r = row(None);
         r.attempts = 0;
         assert!(row_line(&r).is_none());
+    }
+
+    /// A categorizer's category is computed again from a stored body (so an unsure one stays
+    /// unsure); without a body it is the line's category.
+    #[test]
+    fn categorizer_categories_are_recomputed_from_bodies() {
+        let body = r#"{"model": "auto", "messages": [{"role": "user", "content": "hi"}]}"#;
+        let mut r = row(Some(body));
+        r.category_source = Some("categorizer".into());
+        let c = parse_line(&row_line(&r).unwrap()).unwrap();
+        assert_eq!(c.view.metadata_str("category"), None);
+        r.request_body = None;
+        let c = parse_line(&row_line(&r).unwrap()).unwrap();
+        assert_eq!(
+            c.view.metadata_str("category").as_deref(),
+            Some("extraction")
+        );
     }
 }

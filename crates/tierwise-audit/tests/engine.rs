@@ -176,7 +176,7 @@ fn categorizer_agrees_with_labels() {
         let view = tierwise_core::request::RequestView::chat(&body).unwrap();
         let hints = tierwise_core::signals::Hints::from_metadata(&view);
         let s = tierwise_core::signals::Signals::compute(&view, &hints);
-        let got = tierwise_audit::category::categorize(&view, &s, &hints);
+        let got = tierwise_audit::category::categorize(&view, &s, &hints).name;
         n += 1;
         if got == want {
             ok += 1;
@@ -196,6 +196,7 @@ fn store_row(model: &str, body: Option<&str>, attempts: u32) -> tierwise_store::
         model: model.into(),
         reason: "rule short-plain → mini".into(),
         category: Some("extraction".into()),
+        category_source: Some("hint".into()),
         role: None,
         mode: "sync".into(),
         service_tier: "default".into(),

@@ -162,6 +162,9 @@ pub fn finish(state: &AppState, ctx: &RequestCtx, outcome: Outcome) {
     if ctx.tools.offered > 0 {
         m.tools(&ctx.tools);
     }
+    if let Some(d) = &ctx.decision {
+        m.category(&d.category.name, d.category.source.as_str(), &tier);
+    }
     tracing::debug!(
         id = %ctx.id,
         endpoint = ctx.endpoint(),
@@ -184,7 +187,8 @@ pub fn finish(state: &AppState, ctx: &RequestCtx, outcome: Outcome) {
         tier,
         model: ctx.model().to_string(),
         reason: ctx.reason(),
-        category: ctx.hints.category.clone(),
+        category: decision.map(|d| d.category.name.to_string()),
+        category_source: decision.map(|d| d.category.source.as_str().to_string()),
         role: ctx.hints.role.clone(),
         mode: decision
             .map(|d| d.mode.as_str())

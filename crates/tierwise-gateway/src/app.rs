@@ -122,6 +122,9 @@ impl Gateway {
         policy: Policy,
         tools: Arc<dyn ToolShaper>,
     ) -> Result<Gateway, GatewayError> {
+        if let Some(warning) = missing_key_warning(&config) {
+            tracing::warn!("{warning}");
+        }
         let upstream = UpstreamClient::new(&config.upstream)?;
         let scorer = crate::cascade::load_scorer(&config).map_err(GatewayError::Scorer)?;
         let log = RequestLog::open(&config.log.path, WriterOptions::default())?;
@@ -217,9 +220,26 @@ async fn models(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// Without a provider key every call fails at the provider unless the client sends its own
+/// `Authorization`: said at start (a warning) and in `/healthz`, naming the variable.
+pub fn missing_key_warning(config: &Config) -> Option<String> {
+    config.upstream.api_key.is_none().then(|| {
+        format!(
+            "no upstream API key: {} is not set and upstream.api_key is empty; calls are sent \
+             with the client's own Authorization header, and fail at the provider without one",
+            config.upstream.api_key_env
+        )
+    })
+}
+
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     if state.log.is_alive() {
-        axum::Json(json!({"status": "ok"})).into_response()
+        let mut body = json!({"status": "ok", "upstream_api_key": true});
+        if let Some(warning) = missing_key_warning(&state.config) {
+            body["upstream_api_key"] = json!(false);
+            body["warning"] = json!(warning);
+        }
+        axum::Json(body).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

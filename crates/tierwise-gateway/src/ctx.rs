@@ -94,12 +94,21 @@ impl RequestCtx {
             .unwrap_or("")
     }
 
-    /// The router's reason, plus the fallback path when one was taken.
+    /// The router's reason, plus the path taken after it: a cascade's attempts with their
+    /// verdicts (an escalation after a rejected answer is not a fallback), else the fallback
+    /// path after upstream errors.
     pub fn reason(&self) -> String {
         let Some(d) = &self.decision else {
             return String::new();
         };
-        if self.trail.tried.len() > 1 {
+        if self.cascade.len() > 1 {
+            let steps: Vec<String> = self
+                .cascade
+                .iter()
+                .map(|a| format!("{} {}", a.model, a.verdict.as_str()))
+                .collect();
+            format!("{} (cascade: {})", d.reason, steps.join(" → "))
+        } else if self.trail.tried.len() > 1 {
             format!("{} (fell back: {})", d.reason, self.trail.tried.join(" → "))
         } else {
             d.reason.clone()
@@ -113,6 +122,13 @@ impl RequestCtx {
             h.push(("x-tierwise-tier", ascii_header(self.tier_name())));
             h.push(("x-tierwise-model", ascii_header(self.model())));
             h.push(("x-tierwise-reason", ascii_header(&self.reason())));
+        }
+        if let Some(d) = &self.decision {
+            h.push(("x-tierwise-category", ascii_header(&d.category.name)));
+            h.push((
+                "x-tierwise-category-source",
+                d.category.source.as_str().to_string(),
+            ));
         }
         if self.tools.offered > 0 {
             h.push(("x-tierwise-tools-offered", self.tools.offered.to_string()));

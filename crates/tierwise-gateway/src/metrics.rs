@@ -8,14 +8,17 @@
 //! | `tierwise_requests_total` | counter | `endpoint`, `tier`, `status`, `streamed` |
 //! | `tierwise_request_duration_seconds` | histogram | `endpoint`, `tier`, `streamed` |
 //! | `tierwise_tokens_total` | counter | `tier`, `kind` (`input`, `cached`, `output`, `reasoning`) |
-//! | `tierwise_cost_usd_total` | gauge (only grows) | `tier` |
-//! | `tierwise_baseline_cost_usd_total` | gauge (only grows) | `tier` |
+//! | `tierwise_cost_usd_total` | counter (float) | `tier` |
+//! | `tierwise_baseline_cost_usd_total` | counter (float) | `tier` |
+//! | `tierwise_category_requests_total` | counter | `category` (built-in, or `custom`), `source` (`hint`, `categorizer`), `tier` |
 //! | `tierwise_upstream_errors_total` | counter | `tier`, `status`, `retryable` |
 //! | `tierwise_fallbacks_total` | counter | `from`, `to` |
 //! | `tierwise_passthrough_total` | counter | `resource`, `method`, `status` |
 //!
-//! Costs are gauges because Prometheus counters in this exporter are integers; the exact
-//! ledger is the request log.
+//! The exporter's counters are integers, so the two money sums are recorded as gauges that only
+//! grow and exposed as what they are, counters ([`MONEY`]: `render` writes their `# TYPE` as
+//! `counter`; Prometheus counters may hold floats, and `promtool check metrics` refuses a
+//! non-counter with a `_total` suffix). The exact ledger is the request log.
 
 use crate::shape::ToolShaping;
 use metrics::{Key, Label, Level, Metadata, Recorder, Unit};
@@ -30,6 +33,12 @@ const META: Metadata<'static> = Metadata::new("tierwise_gateway", Level::INFO, N
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     120.0, 300.0,
+];
+
+/// The money sums: recorded as growing gauges, exposed as counters.
+const MONEY: [&str; 2] = [
+    "tierwise_cost_usd_total",
+    "tierwise_baseline_cost_usd_total",
 ];
 
 pub struct Metrics {
@@ -91,6 +100,12 @@ impl Metrics {
             "tierwise_baseline_cost_usd_total".into(),
             None,
             "Cumulative cost the same usage would have had on the baseline tier.".into(),
+        );
+        r.describe_counter(
+            "tierwise_category_requests_total".into(),
+            None,
+            "Requests by category (hint, else the categorizer's) and the tier that answered."
+                .into(),
         );
         r.describe_counter(
             "tierwise_upstream_errors_total".into(),
@@ -171,6 +186,25 @@ impl Metrics {
         }
     }
 
+    /// One routed request's category: a built-in name (hints naming others count as `custom`,
+    /// so client labels never become label values), where it came from, the tier that answered.
+    pub fn category(&self, category: &str, source: &str, tier: &str) {
+        let name = if tierwise_router::category::CATEGORIES.contains(&category) {
+            category
+        } else {
+            "custom"
+        };
+        let key = Key::from_parts(
+            "tierwise_category_requests_total",
+            labels(&[
+                ("category", name.to_string()),
+                ("source", source.to_string()),
+                ("tier", tier.to_string()),
+            ]),
+        );
+        self.recorder.register_counter(&key, &META).increment(1);
+    }
+
     /// Tool schemas and their o200k tokens, offered by the client vs sent upstream.
     pub fn tools(&self, t: &ToolShaping) {
         for (name, kind, n) in [
@@ -224,14 +258,69 @@ impl Metrics {
         self.recorder.register_counter(&key, &META).increment(1);
     }
 
-    /// Prometheus text format.
+    /// Prometheus text format; the [`MONEY`] sums typed as counters.
     pub fn render(&self) -> String {
-        self.handle.render()
+        let mut text = self.handle.render();
+        for name in MONEY {
+            text = text.replace(
+                &format!("# TYPE {name} gauge\n"),
+                &format!("# TYPE {name} counter\n"),
+            );
+        }
+        text
     }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+
+    /// Every `_total` metric is typed `counter` (what `promtool check metrics` asks), money too.
+    #[test]
+    fn totals_are_counters() {
+        let m = Metrics::new();
+        let usage = Usage {
+            input_tokens: 10,
+            output_tokens: 5,
+            ..Usage::default()
+        };
+        m.request("chat.completions", "mini", 200, false, 0.01);
+        m.usage(
+            "mini",
+            &usage,
+            Some(Decimal::new(15, 4)),
+            Some(Decimal::new(2, 2)),
+        );
+        m.category("classification", "categorizer", "nano");
+        m.category("Billing-Triage", "hint", "mini");
+        let text = m.render();
+        let mut typed = 0;
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let mut parts = line.split_whitespace().skip(2);
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            if name.ends_with("_total") {
+                assert_eq!(kind, "counter", "{line}");
+                typed += 1;
+            }
+        }
+        assert!(typed >= 5, "{text}");
+        assert!(
+            text.contains("tierwise_cost_usd_total{tier=\"mini\"} 0.0015"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "tierwise_category_requests_total{category=\"classification\",source=\"categorizer\",tier=\"nano\"} 1"
+        ));
+        assert!(
+            text.contains("category=\"custom\",source=\"hint\""),
+            "{text}"
+        );
     }
 }

@@ -22,7 +22,7 @@ use crate::cascade;
 use crate::ctx::RequestCtx;
 use crate::dispatch::{Candidates, Dispatched, Target, dispatch};
 use crate::error::ApiError;
-use crate::shape::{hints_from_headers, shape};
+use crate::shape::{hints_from_headers, hints_from_metadata, shape};
 use crate::stream;
 use crate::upstream::{UpstreamError, passback_headers};
 
@@ -113,7 +113,7 @@ async fn run(
     ctx.requested_model = view.model.clone();
     ctx.stream = view.stream;
     // 4 hints
-    let hints = Hints::from_metadata(&view).overlay(hints_from_headers(headers)?);
+    let hints = hints_from_metadata(&view)?.overlay(hints_from_headers(headers)?);
     ctx.hints = hints.clone();
     // 5 signals + 6 decide
     let (view, signals, decision) = route(state, view, hints, bytes.len()).await?;

@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 use tierwise_core::config::DispatchMode;
-use tierwise_core::request::{Api, RequestView};
+use tierwise_core::request::{Api, RequestError, RequestView};
 use tierwise_core::signals::{HINT_KEYS, Hints, truthy};
 use tierwise_router::Decision;
 
@@ -31,6 +31,30 @@ pub fn hints_from_headers(headers: &HeaderMap) -> Result<Hints, ApiError> {
         deferrable: get("x-tierwise-deferrable")?.is_some_and(|s| truthy(&s)),
         mode: get("x-tierwise-mode")?,
     })
+}
+
+/// Hints from `metadata`, refusing a hint key whose value is not text (a string, or a boolean
+/// or number, which read as their text): `{"tier": ["x"]}` is a 400 naming `metadata.tier`,
+/// like a wrong-typed `model`, not a hint silently ignored.
+pub fn hints_from_metadata(view: &RequestView) -> Result<Hints, ApiError> {
+    if let Some(meta) = &view.metadata {
+        for (short, long) in HINT_KEYS {
+            for key in [*short, *long] {
+                match meta.get(key) {
+                    None | Some(Value::String(_) | Value::Bool(_) | Value::Number(_)) => {}
+                    Some(_) => {
+                        let param = format!("metadata.{key}");
+                        return Err(ApiError::InvalidRequest(RequestError {
+                            message: format!("Invalid type for '{param}': expected a string."),
+                            param: Some(param),
+                            code: "invalid_type",
+                        }));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Hints::from_metadata(view))
 }
 
 /// Removes tierwise's hint keys (both spellings) from `metadata`; drops `metadata` if that
@@ -211,6 +235,34 @@ mod tests {
             hints_from_headers(&h),
             Err(ApiError::InvalidHeader("x-tierwise-role"))
         ));
+    }
+
+    #[test]
+    fn wrong_typed_metadata_hints_are_refused_by_name() {
+        for (meta, param) in [
+            (json!({"tier": ["x"]}), "metadata.tier"),
+            (
+                json!({"x-tierwise-category": {"a": 1}}),
+                "metadata.x-tierwise-category",
+            ),
+            (json!({"deferrable": null}), "metadata.deferrable"),
+        ] {
+            let body = json!({"model": "auto", "metadata": meta,
+                "messages": [{"role": "user", "content": "hi"}]});
+            let view = RequestView::chat(&body).unwrap();
+            match hints_from_metadata(&view) {
+                Err(ApiError::InvalidRequest(e)) => {
+                    assert_eq!(e.param.as_deref(), Some(param));
+                    assert_eq!(e.code, "invalid_type");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let body = json!({"model": "auto", "metadata": {"tier": "mini", "deferrable": true, "user": ["u"]},
+            "messages": [{"role": "user", "content": "hi"}]});
+        let hints = hints_from_metadata(&RequestView::chat(&body).unwrap()).unwrap();
+        assert_eq!(hints.tier.as_deref(), Some("mini"));
+        assert!(hints.deferrable);
     }
 
     #[test]

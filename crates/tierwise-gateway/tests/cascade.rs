@@ -71,6 +71,15 @@ async fn rejected_answers_escalate_and_every_attempt_is_paid() {
     assert_eq!(h.mock.mock.calls("gpt-5.4"), 0);
     assert_eq!(h.mock.mock.calls("gpt-5.5"), 1);
     assert_eq!(header(&resp, "x-tierwise-tier"), "flagship");
+    // an escalation after rejected answers is not called a fallback
+    let reason = header(&resp, "x-tierwise-reason").to_string();
+    assert!(
+        reason.contains(
+            "(cascade: gpt-5.4-nano rejected -> gpt-5.4-mini rejected -> gpt-5.5 accepted)"
+        ),
+        "{reason}"
+    );
+    assert!(!reason.contains("fell back"), "{reason}");
     let cost = header_decimal(&resp, "x-tierwise-cost-usd");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["model"], "gpt-5.5");
@@ -111,6 +120,11 @@ async fn cheap_tier_upstream_error_escalates() {
     );
     assert_eq!(h.mock.mock.calls("error-400"), 1);
     assert_eq!(h.mock.mock.calls("gpt-5.4-mini"), 1);
+    let reason = header(&resp, "x-tierwise-reason");
+    assert!(
+        reason.contains("(cascade: error-400 error -> gpt-5.4-mini accepted)"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]

@@ -230,7 +230,59 @@ async fn hints_from_headers_and_metadata() {
     }
     let rows = h.rows().await;
     assert_eq!(rows[2].category.as_deref(), Some("extraction"));
+    assert_eq!(rows[2].category_source.as_deref(), Some("hint"));
     assert_eq!(rows[3].role.as_deref(), Some("sub-agent"));
+}
+
+/// Without a hint the gateway categorizes the request itself: the category decides the tier,
+/// is named in `x-tierwise-category` (+ `-source`) and logged with its source.
+#[tokio::test]
+async fn requests_without_a_hint_are_categorized() {
+    let h = Harness::start().await;
+    let resp = h
+        .chat(&user(
+            "auto",
+            "Classify the sentiment of this review as positive, negative or neutral: the battery died after two days.",
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-tierwise-tier"), "nano");
+    assert_eq!(header(&resp, "x-tierwise-category"), "classification");
+    assert_eq!(header(&resp, "x-tierwise-category-source"), "categorizer");
+    // a hint overrides it, and says so
+    let mut body = user("auto", "Classify the sentiment of this review: great!");
+    body["metadata"] = json!({"category": "writing"});
+    let resp = h.chat(&body).await;
+    assert_eq!(header(&resp, "x-tierwise-tier"), "mini");
+    assert_eq!(header(&resp, "x-tierwise-category"), "writing");
+    assert_eq!(header(&resp, "x-tierwise-category-source"), "hint");
+    let rows = h.rows().await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].category.as_deref(), Some("classification"));
+    assert_eq!(rows[0].category_source.as_deref(), Some("categorizer"));
+    assert_eq!(rows[1].category.as_deref(), Some("writing"));
+    assert_eq!(rows[1].category_source.as_deref(), Some("hint"));
+    let metrics = h.metrics().await;
+    assert!(
+        metrics.contains(
+            "tierwise_category_requests_total{category=\"classification\",source=\"categorizer\",tier=\"nano\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+/// A hint of the wrong type is a 400 naming the field, not a hint silently ignored.
+#[tokio::test]
+async fn wrong_typed_hints_are_a_400_naming_the_field() {
+    let h = Harness::start().await;
+    let mut body = user("auto", "hi");
+    body["metadata"] = json!({"tier": ["x"]});
+    let resp = h.chat(&body).await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "metadata.tier");
+    assert_eq!(v["error"]["code"], "invalid_type");
+    assert_eq!(h.mock.mock.requests().len(), 0);
 }
 
 /// Reads the stream until `needle` has been seen; returns all text read.
@@ -679,6 +731,14 @@ async fn models_health_and_metrics() {
     }
     let r = h.client.get(h.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    // no provider key configured (the harness's default): /healthz says so, naming the variable
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["upstream_api_key"], false);
+    assert!(
+        v["warning"].as_str().unwrap().contains("OPENAI_API_KEY"),
+        "{v}"
+    );
 
     h.chat(&user("mini", "hi")).await.text().await.unwrap();
     let m = h.client.get(h.url("/metrics")).send().await.unwrap();
@@ -691,6 +751,8 @@ async fn models_health_and_metrics() {
         "tierwise_tokens_total{tier=\"mini\",kind=\"reasoning\"} 64",
         "tierwise_cost_usd_total{tier=\"mini\"}",
         "tierwise_baseline_cost_usd_total{tier=\"mini\"}",
+        "# TYPE tierwise_cost_usd_total counter",
+        "# TYPE tierwise_baseline_cost_usd_total counter",
     ] {
         assert!(m.contains(needle), "missing {needle} in\n{m}");
     }
@@ -710,6 +772,17 @@ async fn the_api_key_is_sent_upstream_and_never_shown() {
         .edit("store_bodies = false", "store_bodies = true"),
     )
     .await;
+    let health: Value = h
+        .client
+        .get(h.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["upstream_api_key"], true);
+    assert!(health.get("warning").is_none());
     let r = h.chat(&user("mini", "hi")).await;
     assert_eq!(r.status(), 200, "the mock requires the key");
     let mut everything = format!("{:?}", r.headers());

@@ -6,6 +6,11 @@
 //!   forced tier (hint) → explicit model (a tier name/model id, or another priced model) →
 //!   for `auto`: configured rules → learned estimator + thresholds (mode `learned`) → default tier;
 //!   then the no-bounce floor for multi-turn conversations.
+//!   Every decision carries the request's [`category::Category`]: the hint's, else the
+//!   categorizer's; rules read it, and an unsure one may raise the tier the rules without it
+//!   would choose, never lower it.
+//! - [`category`]: the categorizer (regexes over the instructions and the last user turn), shared
+//!   by `serve`, `route` and `audit`.
 //! - [`rules`]: matching a rule's `when` against [`Signals`].
 //! - [`Decision`]: tier, model, dispatch mode, reason, the estimate that decided, fallbacks.
 //! - [`QualityEstimator`]: the interface of learned routers (`learned` module).
@@ -16,6 +21,7 @@
 //! files live in `tierwise-train`.
 
 pub mod cascade;
+pub mod category;
 pub mod learned;
 pub mod load;
 pub mod rules;
@@ -24,6 +30,8 @@ mod versioned;
 use std::sync::Arc;
 
 use serde::Serialize;
+
+use crate::category::{Category, CategorySource};
 use tierwise_core::catalog::{Catalog, Resolved, Tier};
 use tierwise_core::config::{Config, DispatchMode, RouterMode, Routing};
 use tierwise_core::request::RequestView;
@@ -115,6 +123,8 @@ pub struct Decision {
     /// Raised by the no-bounce floor from this tier.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raised_from: Option<usize>,
+    /// The request's category (hint, else categorizer), whether or not a rule read it.
+    pub category: Category,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -144,15 +154,41 @@ fn tier_decision(
         estimate,
         fallbacks: (i + 1..catalog.tiers().len()).collect(),
         raised_from: None,
+        category: placeholder_category(),
+    }
+}
+
+/// Filled in by [`decide`] before it returns.
+fn placeholder_category() -> Category {
+    Category {
+        name: std::borrow::Cow::Borrowed("other"),
+        source: CategorySource::Categorizer,
+        sure: false,
     }
 }
 
 /// The routing decision for one request. Pure: same inputs, same decision.
+///
+/// Without a category hint the request's category is computed ([`category::categorize`]) and
+/// the rules read it; a hint (`signals.category`) overrides it.
 pub fn decide(
     view: &RequestView,
     signals: &Signals,
     hints: &Hints,
     policy: &Policy,
+) -> Result<Decision, RouteError> {
+    let category = category::categorize(view, signals, hints);
+    let mut d = decide_with(view, signals, hints, policy, &category)?;
+    d.category = category;
+    Ok(d)
+}
+
+fn decide_with(
+    view: &RequestView,
+    signals: &Signals,
+    hints: &Hints,
+    policy: &Policy,
+    category: &Category,
 ) -> Result<Decision, RouteError> {
     let catalog = &policy.catalog;
     if let Some(forced) = &hints.tier {
@@ -183,6 +219,7 @@ pub fn decide(
             estimate: None,
             fallbacks: Vec::new(),
             raised_from: None,
+            category: placeholder_category(),
         }),
         Some(Resolved::Tier(i, t)) if policy.routing.honor_explicit_model => Ok(tier_decision(
             catalog,
@@ -193,7 +230,7 @@ pub fn decide(
             None,
         )),
         Some(Resolved::Tier(..)) | Some(Resolved::Auto) => {
-            let mut d = route_auto(view, signals, hints, policy);
+            let mut d = route_categorized(view, signals, hints, policy, category);
             if policy.routing.no_bounce && signals.turns > 1 {
                 apply_no_bounce(&mut d, view, hints, policy);
             }
@@ -215,6 +252,52 @@ fn mode_for(hints: &Hints, from_rule: DispatchMode) -> DispatchMode {
         DispatchMode::Flex
     } else {
         from_rule
+    }
+}
+
+/// [`route_auto`] with the categorizer's category in the signals (a hint is there already).
+/// An unsure category may raise or keep the tier the rules without it choose, never lower it;
+/// the fall-throughs (`conversation`, `other`) are not read by rules, and in learned mode only
+/// a sure category is.
+fn route_categorized(
+    view: &RequestView,
+    signals: &Signals,
+    hints: &Hints,
+    policy: &Policy,
+    category: &Category,
+) -> Decision {
+    if category.source == CategorySource::Hint || signals.category.is_some() {
+        return route_auto(view, signals, hints, policy);
+    }
+    // A fall-through names no evidence; in learned mode an unsure category is one more
+    // signal-based guess, which is the learned router's job.
+    let learned = policy.routing.mode == RouterMode::Learned && policy.learned.is_some();
+    if category.is_fallthrough() || (learned && !category.sure) {
+        return route_auto(view, signals, hints, policy);
+    }
+    let mut with = signals.clone();
+    with.category = Some(category.name.to_string());
+    let d = route_auto(view, &with, hints, policy);
+    if category.sure || !read_category(&d, policy) {
+        return d;
+    }
+    // Unsure: the category decides only when it raises the tier; else the rules without it do.
+    let without = route_auto(view, signals, hints, policy);
+    match (d.tier, without.tier) {
+        (Some(a), Some(b)) if a > b => d,
+        _ => without,
+    }
+}
+
+/// Whether the rule that decided `d` has a category condition.
+fn read_category(d: &Decision, policy: &Policy) -> bool {
+    match &d.source {
+        Source::Rule(name) => policy
+            .routing
+            .rules
+            .iter()
+            .any(|r| &r.name == name && !r.when.category.is_empty()),
+        _ => false,
     }
 }
 
@@ -344,7 +427,8 @@ fn apply_no_bounce(d: &mut Decision, view: &RequestView, hints: &Hints, policy: 
             tool_choice: view.tool_choice.clone(),
         };
         let s = Signals::compute(&prefix, hints);
-        let past = route_auto(&prefix, &s, hints, policy);
+        let c = category::categorize(&prefix, &s, hints);
+        let past = route_categorized(&prefix, &s, hints, policy, &c);
         if let Some(t) = past.tier {
             floor = floor.max(t);
         }

@@ -149,3 +149,129 @@ mod props {
         }
     }
 }
+
+#[test]
+fn categorizer_sends_stated_classification_and_extraction_to_nano() {
+    let d = route(
+        user("Classify the sentiment of this review as positive, negative or neutral: the battery died after two days."),
+        Hints::default(),
+    )
+    .unwrap();
+    assert_eq!(d.tier_name, "nano", "{}", d.reason);
+    assert_eq!(d.category.name, "classification");
+    assert_eq!(d.category.source, category::CategorySource::Categorizer);
+    assert!(d.category.sure);
+    // stated by the system prompt, over a long document: still nano
+    let body = json!({"model": "auto", "messages": [
+        {"role": "system", "content": "Extract the parties, dates and amounts from the contract."},
+        {"role": "user", "content": "This agreement is made between the parties below. ".repeat(200)}]});
+    let d = route(body, Hints::default()).unwrap();
+    assert_eq!(
+        (d.tier_name.as_str(), d.category.name.as_ref()),
+        ("nano", "extraction")
+    );
+    // … unless it asks for structured output over a long context
+    let body = json!({"model": "auto", "response_format": {"type": "json_object"}, "messages": [
+        {"role": "system", "content": "Extract the parties, dates and amounts from the contract as JSON."},
+        {"role": "user", "content": "This agreement is made between the parties below. ".repeat(600)}]});
+    let d = route(body, Hints::default()).unwrap();
+    assert_eq!(d.tier_name, "mini", "{}", d.reason);
+    assert_eq!(d.source, Source::Rule("long-structured-extraction".into()));
+}
+
+#[test]
+fn an_unsure_category_never_lowers_the_tier() {
+    // the task at the end of a long turn: unsure, so the rules without it decide (default tier)
+    let text = format!(
+        "{} Which category fits this ticket best?",
+        "The parcel came late and the box was torn when it arrived. ".repeat(60)
+    );
+    let d = route(user(&text), Hints::default()).unwrap();
+    assert_eq!(d.category.name, "classification");
+    assert!(!d.category.sure);
+    assert_eq!(d.tier_name, "standard", "{}", d.reason);
+    assert_eq!(d.source, Source::Default);
+    // a short coding request in words: unsure, but it raises mini (short-plain) to standard
+    let d = route(
+        user(
+            "Write a lock-free multi-producer single-consumer queue in Rust with a bounded buffer.",
+        ),
+        Hints::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (d.tier_name.as_str(), d.category.name.as_ref()),
+        ("standard", "coding")
+    );
+    assert!(!d.category.sure);
+    // the same prompt with a hint naming a cheap category: a hint is sure
+    let d = route(
+        user(&text),
+        Hints {
+            category: Some("classification".into()),
+            ..Hints::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(d.tier_name, "nano");
+    assert_eq!(d.category.source, category::CategorySource::Hint);
+}
+
+/// Over the example workload (as `model: "auto"`): wherever the category is unsure, the tier is
+/// at least the one the rules choose without any category.
+#[test]
+fn unsure_categories_only_raise_on_the_workload() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/workload.jsonl.gz");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    let policy = policy();
+    let (mut unsure, mut raised) = (0, 0);
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let Ok(mut view) = RequestView::chat(&v["request"]) else {
+            continue;
+        };
+        view.model = "auto".into();
+        let hints = Hints::from_metadata(&view);
+        let signals = Signals::compute(&view, &hints);
+        let d = decide(&view, &signals, &hints, &policy).unwrap();
+        if d.category.sure || hints.category.is_some() {
+            continue;
+        }
+        unsure += 1;
+        let without = route_auto(&view, &signals, &hints, &policy);
+        assert!(d.tier >= without.tier, "{} vs {}", d.reason, without.reason);
+        raised += usize::from(d.tier > without.tier);
+    }
+    assert!(unsure > 100, "{unsure}");
+    assert!(raised > 0);
+}
+
+/// The fall-through names no task: rules never read it, so a long plain prompt keeps the
+/// cascade (or the default tier) the rules without a category choose.
+#[test]
+fn the_fallthrough_category_is_not_read_by_rules() {
+    let mut p = policy();
+    p.routing.mode = tierwise_core::config::RouterMode::Cascade;
+    let long = "Describe the history of the harbour town and its trade routes. ".repeat(60);
+    let view = RequestView::chat(&user(&long)).unwrap();
+    let hints = Hints::default();
+    let s = Signals::compute(&view, &hints);
+    let d = decide(&view, &s, &hints, &p).unwrap();
+    assert_eq!(d.category.name, "conversation");
+    assert!(d.category.is_fallthrough());
+    assert_eq!(
+        (d.tier_name.as_str(), d.mode),
+        ("nano", DispatchMode::Cascade)
+    );
+    let d = route(user(&long), Hints::default()).unwrap();
+    assert_eq!(
+        (d.tier_name.as_str(), &d.source),
+        ("standard", &Source::Default)
+    );
+}

@@ -48,8 +48,13 @@ pub struct RequestRow {
     pub model: String,
     /// The router's short reason (e.g. `rule code (code) → standard`).
     pub reason: String,
-    /// Category hint (`x-tierwise-category` / `metadata.category`), lowercased.
+    /// The request's category: the hint (`x-tierwise-category` / `metadata.category`,
+    /// normalised), else the categorizer's; `None` for a request rejected before routing.
     pub category: Option<String>,
+    /// Where [`Self::category`] came from: `hint` or `categorizer` (rows of logs written before
+    /// the column existed read `hint` when they have a category).
+    #[serde(default)]
+    pub category_source: Option<String>,
     /// Caller role hint (`x-tierwise-role` / `metadata.role`), e.g. `sub-agent`.
     pub role: Option<String>,
     /// Dispatch mode the router chose: `sync`, `flex`, `batch` or `cascade`.

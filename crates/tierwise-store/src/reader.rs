@@ -188,6 +188,7 @@ fn decode(row: &Row<'_>) -> Result<RequestRow, StoreError> {
             tokens_offered: count(row, 29, "tool_tokens_offered")?,
             tokens_sent: count(row, 30, "tool_tokens_sent")?,
         },
+        category_source: row.get(31)?,
     })
 }
 
@@ -209,6 +210,7 @@ mod tests {
             model: "gpt-5.4-mini".into(),
             reason: "rule short-plain (≤400 tokens) → mini".into(),
             category: Some("extraction".into()),
+            category_source: Some("hint".into()),
             role: None,
             mode: "sync".into(),
             service_tier: "default".into(),

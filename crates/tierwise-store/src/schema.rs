@@ -44,6 +44,9 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE requests ADD COLUMN tools_sent INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE requests ADD COLUMN tool_tokens_offered INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE requests ADD COLUMN tool_tokens_sent INTEGER NOT NULL DEFAULT 0;",
+    // 3: where the category came from (`hint` or `categorizer`); before, only hints were logged.
+    "ALTER TABLE requests ADD COLUMN category_source TEXT;
+    UPDATE requests SET category_source = 'hint' WHERE category IS NOT NULL;",
 ];
 
 /// Current schema version (the number of migrations).
@@ -74,17 +77,24 @@ pub fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// What to select from a log of schema `version`: [`COLUMNS`], with zeros for the columns
-/// added after it (the tool counts of migration 2).
+/// What to select from a log of schema `version`: [`COLUMNS`], with what the columns added
+/// after it mean for older rows: zero tool counts (migration 2); a logged category was a hint
+/// (migration 3).
 pub(crate) fn select_columns(version: i64) -> String {
-    if version >= 2 {
-        COLUMNS.to_string()
-    } else {
-        COLUMNS.replace(
+    let mut cols = COLUMNS.to_string();
+    if version < 2 {
+        cols = cols.replace(
             "tools_offered, tools_sent, tool_tokens_offered, tool_tokens_sent",
             "0, 0, 0, 0",
-        )
+        );
     }
+    if version < 3 {
+        cols = cols.replace(
+            "category_source",
+            "CASE WHEN category IS NULL THEN NULL ELSE 'hint' END",
+        );
+    }
+    cols
 }
 
 /// Column list in insert/select order.
@@ -92,4 +102,4 @@ pub(crate) const COLUMNS: &str = "id, ts_ms, time, endpoint, requested_model, ti
     category, role, mode, service_tier, input_tokens, cached_tokens, output_tokens, \
     reasoning_tokens, usage_estimated, cost_usd, baseline_cost_usd, latency_ms, status, streamed, \
     attempts, tiers_tried, error, request_body, response_body, tools_offered, tools_sent, \
-    tool_tokens_offered, tool_tokens_sent";
+    tool_tokens_offered, tool_tokens_sent, category_source";

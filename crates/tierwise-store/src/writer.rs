@@ -284,7 +284,7 @@ fn insert_all(conn: &mut Connection, rows: &[RequestRow]) -> Result<(), rusqlite
         let sql = format!(
             "INSERT INTO requests ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
              ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, \
-             ?28, ?29, ?30, ?31)"
+             ?28, ?29, ?30, ?31, ?32)"
         );
         let mut stmt = tx.prepare_cached(&sql)?;
         for r in rows {
@@ -325,6 +325,7 @@ fn insert_all(conn: &mut Connection, rows: &[RequestRow]) -> Result<(), rusqlite
                 int(r.tools.sent),
                 int(r.tools.tokens_offered),
                 int(r.tools.tokens_sent),
+                r.category_source,
             ])?;
         }
     }

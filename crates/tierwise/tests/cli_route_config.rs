@@ -39,6 +39,39 @@ fn route_three_contrasting_prompts() {
     insta::assert_snapshot!("route_hard_math", hard);
 }
 
+/// Without a hint the categorizer names the category: a classification prompt goes to nano;
+/// a coding request in words (no code block) is unsure but may raise the tier, to standard.
+#[test]
+fn route_categorizes_without_a_hint() {
+    let classify = stdout(tierwise().args([
+        "route",
+        "Classify the sentiment of this review as positive, negative or neutral: the battery died after two days and support never answered.",
+    ]));
+    insta::assert_snapshot!("route_classify", classify);
+    let out = stdout(tierwise().args([
+        "route",
+        "--json",
+        "Write a lock-free multi-producer single-consumer queue in Rust with a bounded buffer.",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decision"]["tier_name"], "standard");
+    assert_eq!(v["decision"]["category"]["name"], "coding");
+    assert_eq!(v["decision"]["category"]["source"], "categorizer");
+    assert_eq!(v["decision"]["category"]["sure"], false);
+    // a hint overrides the categorizer
+    let out = stdout(tierwise().args([
+        "route",
+        "--json",
+        "--category",
+        "writing",
+        "Classify the sentiment of this review: great!",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decision"]["category"]["name"], "writing");
+    assert_eq!(v["decision"]["category"]["source"], "hint");
+    assert_eq!(v["decision"]["tier_name"], "mini");
+}
+
 #[test]
 fn route_json_and_hints() {
     let out = stdout(tierwise().args([

@@ -69,6 +69,9 @@ pub struct Upstream {
     /// `None` when no key is configured: requests go upstream without `Authorization`
     /// unless the client sent one.
     pub api_key: Option<Secret>,
+    /// The variable the key is read from (`upstream.api_key_env`, default
+    /// [`DEFAULT_API_KEY_ENV`]), for the warning when it is not set.
+    pub api_key_env: String,
     pub timeout_secs: u64,
     pub connect_timeout_secs: u64,
     pub max_retries: u32,
@@ -110,6 +113,7 @@ pub(super) fn load(raw: RawUpstream, env: EnvLookup<'_>) -> Result<Upstream, Con
     let upstream = Upstream {
         base_url: base_url.trim_end_matches('/').to_string(),
         api_key,
+        api_key_env: key_var,
         timeout_secs: timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS),
         connect_timeout_secs: connect_timeout_secs.unwrap_or(DEFAULT_CONNECT_TIMEOUT_SECS),
         max_retries: max_retries.unwrap_or(DEFAULT_MAX_RETRIES),

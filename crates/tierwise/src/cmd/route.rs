@@ -50,6 +50,16 @@ pub fn run(args: RouteArgs) -> anyhow::Result<Status> {
         format!("model     {}", decision.model),
         format!("mode      {}", decision.mode.as_str()),
         format!("reason    {}", decision.reason),
+        format!(
+            "category  {} ({}, {})",
+            decision.category.name,
+            decision.category.source.as_str(),
+            if decision.category.is_fallthrough() {
+                "no task recognised: rules ignore it"
+            } else {
+                decision.category.confidence()
+            }
+        ),
     ];
     if let Some(e) = decision.estimate {
         lines.push(format!("estimate  {e:.3}"));
@@ -78,7 +88,7 @@ pub fn run(args: RouteArgs) -> anyhow::Result<Status> {
         s.code, s.code_blocks, s.math, s.structured_output, s.language
     ));
     lines.push(format!(
-        "  hard_domain [{}]  role {}  category {}  deferrable {}",
+        "  hard_domain [{}]  role {}  category hint {}  deferrable {}",
         s.hard_domain.join(", "),
         s.role.as_deref().unwrap_or("-"),
         s.category.as_deref().unwrap_or("-"),

@@ -26,7 +26,17 @@
 //!    with no instruction).
 //! 9. `conversation`: everything else (questions, chat turns, knowledge prompts).
 //!
-//! Agreement with real labels is measured by `examples/categorizer_agreement.rs`.
+//! **Sure or unsure.** A category named by a hint (1), read from the request's structure (2) or
+//! stated by the system / developer prompt (3) is *sure*. One inferred from the last user turn
+//! (4–9) is sure only when the evidence is structural (a code fence, a definition line, LaTeX, a
+//! puzzle's figure) or the turn *opens* with its task (the verbs of 3 in its first
+//! [`OPENING`] bytes) and has no code, math or hard-domain signal; otherwise it is unsure.
+//! `conversation` and `other`, the fall-throughs, are never sure, and name no evidence: rules
+//! do not read them. [`crate::decide`] lets an unsure category raise or keep the tier the rules
+//! without it would choose, never lower it (and in learned mode, not decide at all).
+//!
+//! Agreement with real labels is measured by `tierwise-audit`'s
+//! `examples/categorizer_agreement.rs` (figures in `docs/benchmarks.md`).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -36,7 +46,8 @@ use regex::{Regex, RegexSet};
 use tierwise_core::request::RequestView;
 use tierwise_core::signals::{Hints, Signals, looks_like_code};
 
-use crate::agg::FastMap;
+use serde::Serialize;
+use tierwise_core::hash::FastMap;
 
 /// The built-in categories, in report order.
 pub const CATEGORIES: &[&str] = &[
@@ -55,6 +66,61 @@ pub const CATEGORIES: &[&str] = &[
 /// and the tail (or close it). Keeps the cost flat for long documents.
 const HEAD: usize = 1500;
 const TAIL: usize = 600;
+
+/// A task verb within this many bytes of the start of the last user turn opens it (sure).
+pub const OPENING: usize = 200;
+
+/// Where a request's category came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CategorySource {
+    /// `x-tierwise-category` / `metadata.category`.
+    Hint,
+    /// Computed by [`categorize`] from the request.
+    Categorizer,
+}
+
+impl CategorySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CategorySource::Hint => "hint",
+            CategorySource::Categorizer => "categorizer",
+        }
+    }
+}
+
+/// The category of one request, where it came from, and whether it is sure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Category {
+    /// A built-in category ([`CATEGORIES`]) or a hint's own label (normalised).
+    pub name: Cow<'static, str>,
+    pub source: CategorySource,
+    /// False when only weak evidence from the user turn says so: routing may then use it to
+    /// raise a tier, never to lower one.
+    pub sure: bool,
+}
+
+impl Category {
+    fn inferred(name: &'static str, sure: bool) -> Category {
+        Category {
+            name: Cow::Borrowed(name),
+            source: CategorySource::Categorizer,
+            sure,
+        }
+    }
+
+    /// The categorizer's fall-through (`conversation`, `other`): no task was recognised, so
+    /// routing rules do not read it (a hint naming it is read as usual).
+    pub fn is_fallthrough(&self) -> bool {
+        self.source == CategorySource::Categorizer
+            && matches!(self.name.as_ref(), "conversation" | "other")
+    }
+
+    /// `sure` or `unsure`, for reasons and reports.
+    pub fn confidence(&self) -> &'static str {
+        if self.sure { "sure" } else { "unsure" }
+    }
+}
 
 /// Maps a caller's label to a built-in category; unknown labels are kept (lowercased, trimmed).
 pub fn normalize(label: &str) -> Cow<'static, str> {
@@ -349,9 +415,13 @@ fn no_language_task(text: &str) -> bool {
 }
 
 /// The category of one call. `signals` must be computed from the same `view` and `hints`.
-pub fn categorize(view: &RequestView, signals: &Signals, hints: &Hints) -> Cow<'static, str> {
+pub fn categorize(view: &RequestView, signals: &Signals, hints: &Hints) -> Category {
     if let Some(c) = hints.category.as_deref().filter(|c| !c.trim().is_empty()) {
-        return normalize(c);
+        return Category {
+            name: normalize(c),
+            source: CategorySource::Hint,
+            sure: true,
+        };
     }
     if !view.tools.is_empty()
         || view
@@ -359,10 +429,10 @@ pub fn categorize(view: &RequestView, signals: &Signals, hints: &Hints) -> Cow<'
             .iter()
             .any(|t| !t.tool_calls.is_empty() || t.role == "tool" || t.role == "function")
     {
-        return Cow::Borrowed("agentic");
+        return Category::inferred("agentic", true);
     }
     let Some(p) = patterns() else {
-        return Cow::Borrowed("other");
+        return Category::inferred("other", false);
     };
     let user = view.last_user_text();
     let structured = signals.structured_output;
@@ -372,31 +442,53 @@ pub fn categorize(view: &RequestView, signals: &Signals, hints: &Hints) -> Cow<'
         .filter(|t| t.role == "system" || t.role == "developer")
     {
         if let Some(task) = system_task(p, &t.text, structured) {
-            return Cow::Borrowed(task);
+            return Category::inferred(task, true);
         }
     }
     let (head, _) = window(user);
     let hits = Hits::all(p, user);
     // Math figures and puzzles first: `[asy]` drawings look like code.
     if hits.has(U::Puzzle) || hits.has(U::Latex) {
-        return Cow::Borrowed("reasoning");
+        return Category::inferred("reasoning", true);
     }
     // a vectorized byte search first: most prompts have no backtick at all
     let fence = memchr::memchr(b'`', user.as_bytes()).is_some() && user.contains("```");
-    if fence || looks_like_code(head) || hits.has(U::CodeDef) || hits.has(U::CodeAsk) {
-        return Cow::Borrowed("coding");
+    let code_def = hits.has(U::CodeDef);
+    if fence || code_def || looks_like_code(head) {
+        return Category::inferred("coding", true);
+    }
+    if hits.has(U::CodeAsk) {
+        return Category::inferred("coding", false);
     }
     let has_number = user.bytes().any(|b| b.is_ascii_digit()) || hits.has(U::NumberWord);
     if signals.math || (has_number && hits.has(U::WordProblem)) || hits.has(U::Science) {
-        return Cow::Borrowed("reasoning");
+        return Category::inferred("reasoning", false);
     }
     if let Some(task) = task_in(&hits, structured) {
-        return Cow::Borrowed(task);
+        let plain = !signals.code && !signals.math && signals.hard_domain.is_empty();
+        return Category::inferred(task, plain && opens_with(p, user, task));
     }
     if no_language_task(user) && signals.turns <= 1 {
-        return Cow::Borrowed("other");
+        return Category::inferred("other", false);
     }
-    Cow::Borrowed("conversation")
+    Category::inferred("conversation", false)
+}
+
+/// Whether the first [`OPENING`] bytes of `user` state `task` (the instruction opens the turn).
+fn opens_with(p: &Patterns, user: &str, task: &str) -> bool {
+    let mut end = OPENING.min(user.len());
+    while !user.is_char_boundary(end) {
+        end -= 1;
+    }
+    let opening = &user[..end];
+    let r = match task {
+        "summarization" => &p.summarize,
+        "extraction" => &p.extract,
+        "classification" => &p.classify,
+        "writing" => &p.write,
+        _ => return false,
+    };
+    r.is_match(opening)
 }
 
 #[cfg(test)]
@@ -405,11 +497,27 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn cat(body: serde_json::Value) -> String {
+    fn test_workload() -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/workload.jsonl.gz");
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap()),
+            &mut text,
+        )
+        .unwrap();
+        text
+    }
+
+    fn categorized(body: serde_json::Value) -> Category {
         let v = RequestView::chat(&body).unwrap();
         let h = Hints::from_metadata(&v);
         let s = Signals::compute(&v, &h);
-        categorize(&v, &s, &h).into_owned()
+        categorize(&v, &s, &h)
+    }
+
+    fn cat(body: serde_json::Value) -> String {
+        categorized(body).name.into_owned()
     }
 
     fn user(text: &str) -> String {
@@ -432,7 +540,7 @@ mod tests {
     #[test]
     fn user_set_matches_each_regex() {
         let p = patterns().unwrap();
-        let text = crate::test_workload();
+        let text = test_workload();
         let mut users: Vec<String> = text
             .lines()
             .step_by(3)
@@ -531,5 +639,51 @@ mod tests {
             "messages": [{"role": "user", "content": "hello"}]}),
         );
         assert_eq!(c, "billing-triage");
+    }
+
+    fn user_cat(text: &str) -> Category {
+        categorized(json!({"model": "x", "messages": [{"role": "user", "content": text}]}))
+    }
+
+    #[test]
+    fn sure_and_unsure() {
+        // stated by the system prompt, a hint, or tools: sure
+        let c = categorized(json!({"model": "x", "messages": [
+            {"role": "system", "content": "Classify the ticket into billing, shipping or other."},
+            {"role": "user", "content": "Where is my parcel?"}]}));
+        assert_eq!((c.name.as_ref(), c.sure), ("classification", true));
+        assert_eq!(c.source, CategorySource::Categorizer);
+        let c = categorized(json!({"model": "x", "metadata": {"category": "chat"},
+            "messages": [{"role": "user", "content": "hi"}]}));
+        assert_eq!(
+            (c.name.as_ref(), c.sure, c.source),
+            ("conversation", true, CategorySource::Hint)
+        );
+        // a user turn that opens with its task: sure
+        let c = user_cat(
+            "Classify the sentiment of this review as positive, negative or neutral: the battery died after two days.",
+        );
+        assert_eq!((c.name.as_ref(), c.sure), ("classification", true));
+        let c = user_cat("Extract every date and amount from this invoice: paid $40 on 3 May.");
+        assert_eq!((c.name.as_ref(), c.sure), ("extraction", true));
+        // the task only at the end of a long turn: unsure
+        let long = format!(
+            "{} Which category fits best?",
+            "The parcel came late and the box was torn. ".repeat(8)
+        );
+        let c = user_cat(&long);
+        assert_eq!((c.name.as_ref(), c.sure), ("classification", false));
+        // a hard domain makes a user-stated light task unsure
+        let c = user_cat(
+            "Summarize the patient's symptoms and the dosage changes in this clinical note.",
+        );
+        assert_eq!((c.name.as_ref(), c.sure), ("summarization", false));
+        // the fall-through is never sure; code asked for in words is unsure, a fence is sure
+        assert!(!user_cat("what is the capital of peru").sure);
+        let c =
+            user_cat("Write a lock-free multi-producer single-consumer queue in Rust with tests.");
+        assert_eq!((c.name.as_ref(), c.sure), ("coding", false));
+        let c = user_cat("Why does this fail?\n```\nlet x: u8 = 300;\n```");
+        assert_eq!((c.name.as_ref(), c.sure), ("coding", true));
     }
 }
