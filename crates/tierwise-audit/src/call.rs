@@ -407,7 +407,11 @@ impl<'de> serde::Deserialize<'de> for LiteUsage {
                 while let Some(KeyText(key)) = map.next_key::<KeyText>()? {
                     let count = |map: &mut A| map.next_value::<Count>().map(|c| Some(c.0));
                     let detail = |map: &mut A, k: &'static str| {
-                        map.next_value_seed(Detail(k)).map(|c| c.and_then(|c| c.0))
+                        map.next_value_seed(Detail(k, None)).map(|c| c.0)
+                    };
+                    // cached and cache-write counts of one details object
+                    let details = |map: &mut A| {
+                        map.next_value_seed(Detail("cached_tokens", Some("cache_write_tokens")))
                     };
                     match &*key {
                         "prompt_tokens" => u.prompt_tokens = count(&mut map)?,
@@ -415,13 +419,13 @@ impl<'de> serde::Deserialize<'de> for LiteUsage {
                         "input_tokens" => u.input_tokens = count(&mut map)?,
                         "output_tokens" => u.output_tokens = count(&mut map)?,
                         "prompt_tokens_details" => {
-                            u.prompt_cached = detail(&mut map, "cached_tokens")?;
+                            (u.prompt_cached, u.prompt_cache_write) = details(&mut map)?;
                         }
                         "completion_tokens_details" => {
                             u.completion_reasoning = detail(&mut map, "reasoning_tokens")?;
                         }
                         "input_tokens_details" => {
-                            u.input_cached = detail(&mut map, "cached_tokens")?;
+                            (u.input_cached, u.input_cache_write) = details(&mut map)?;
                         }
                         "output_tokens_details" => {
                             u.output_reasoning = detail(&mut map, "reasoning_tokens")?;
@@ -481,58 +485,60 @@ impl<'de> serde::Deserialize<'de> for Count {
 
 /// A `*_tokens_details` value: the [`Count`] of its key `.0` when it is an object that has it
 /// (the last one when repeated), else `None`; everything checked like [`Skip`].
-struct Detail(&'static str);
+/// A details object's counts of key `.0` (and `.1`): `Some(n)` for a non-negative integer,
+/// `None` when absent, not such an integer, or the value is not an object.
+struct Detail(&'static str, Option<&'static str>);
 
 impl<'de> serde::de::DeserializeSeed<'de> for Detail {
-    type Value = Option<Count>;
+    type Value = (Option<u64>, Option<u64>);
 
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<Count>, D::Error> {
-        struct V(&'static str);
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        struct V(&'static str, Option<&'static str>);
+        type Found = (Option<u64>, Option<u64>);
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Option<Count>;
+            type Value = Found;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<Option<Count>, A::Error> {
-                let mut found = None;
+            ) -> Result<Found, A::Error> {
+                let mut found = (None, None);
                 while let Some(KeyText(key)) = map.next_key::<KeyText>()? {
                     if key == self.0 {
-                        found = Some(map.next_value::<Count>()?);
+                        found.0 = map.next_value::<Count>()?.0;
+                    } else if Some(&*key) == self.1 {
+                        found.1 = map.next_value::<Count>()?.0;
                     } else {
                         map.next_value::<Skip>()?;
                     }
                 }
                 Ok(found)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Option<Count>, E> {
-                Ok(None)
+            fn visit_bool<E>(self, _: bool) -> Result<Found, E> {
+                Ok((None, None))
             }
-            fn visit_i64<E>(self, _: i64) -> Result<Option<Count>, E> {
-                Ok(None)
+            fn visit_i64<E>(self, _: i64) -> Result<Found, E> {
+                Ok((None, None))
             }
-            fn visit_u64<E>(self, _: u64) -> Result<Option<Count>, E> {
-                Ok(None)
+            fn visit_u64<E>(self, _: u64) -> Result<Found, E> {
+                Ok((None, None))
             }
-            fn visit_f64<E>(self, _: f64) -> Result<Option<Count>, E> {
-                Ok(None)
+            fn visit_f64<E>(self, _: f64) -> Result<Found, E> {
+                Ok((None, None))
             }
-            fn visit_str<E>(self, _: &str) -> Result<Option<Count>, E> {
-                Ok(None)
+            fn visit_str<E>(self, _: &str) -> Result<Found, E> {
+                Ok((None, None))
             }
-            fn visit_unit<E>(self) -> Result<Option<Count>, E> {
-                Ok(None)
+            fn visit_unit<E>(self) -> Result<Found, E> {
+                Ok((None, None))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                seq: A,
-            ) -> Result<Option<Count>, A::Error> {
-                SkipVisitor.visit_seq(seq).map(|_| None)
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Found, A::Error> {
+                SkipVisitor.visit_seq(seq).map(|_| (None, None))
             }
         }
-        d.deserialize_any(V(self.0))
+        d.deserialize_any(V(self.0, self.1))
     }
 }
 
@@ -795,6 +801,22 @@ mod tests {
     }
 
     #[test]
+    fn cache_writes_are_read_from_both_usage_shapes() {
+        let chat = br#"{"request": {"model": "gpt-5.6-sol", "messages": [{"role": "user", "content": "hi"}]},
+            "response": {"model": "gpt-5.6-sol", "usage": {"prompt_tokens": 100, "completion_tokens": 3,
+              "prompt_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 60}}}}"#;
+        let u = parse_line(chat).unwrap().usage;
+        assert_eq!(
+            (u.input_tokens, u.cached_tokens, u.cache_write_tokens),
+            (100, 10, 60)
+        );
+        let resp = br#"{"request": {"model": "gpt-5.6-sol", "input": "hi"},
+            "response": {"model": "gpt-5.6-sol", "usage": {"input_tokens": 100, "output_tokens": 3,
+              "input_tokens_details": {"cache_write_tokens": 70, "cached_tokens": 0}}}}"#;
+        assert_eq!(parse_line(resp).unwrap().usage.cache_write_tokens, 70);
+    }
+
+    #[test]
     fn responses_line_without_response_is_estimated() {
         let line = br#"{"request": {"model": "gpt-5.4-mini", "input": "hello world"}, "timestamp": "2026-01-02T03:04:05Z"}"#;
         let c = parse_line(line).unwrap();
@@ -828,7 +850,7 @@ mod tests {
         let text = crate::test_workload();
         let lines: Vec<&str> = text.lines().step_by(7).collect();
         assert!(lines.len() > 300);
-        let odd: [&[u8]; 32] = [
+        let odd: [&[u8]; 35] = [
             br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"model": "m", "choices": [{"message": {"content": "bad \ud800 surrogate"}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}}"#,
             br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"model": "m", "logprob": 1e999, "usage": {"prompt_tokens": 1}}}"#,
             br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "extra": {"x": [1, 2, {"y": "\u00e9"}]}, "response": "text"}"#,
@@ -861,6 +883,9 @@ mod tests {
             br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"usage": null, "model": 5, "service_tier": "batch", "created": 1.7e9}}"#,
             br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"usage": 12, "model": "r"}}"#,
             br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"usage": {"prompt_tokens": 18446744073709551616, "completion_tokens": 1}}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"model": "r", "usage": {"prompt_tokens": 100, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 60}}}}"#,
+            br#"{"request": {"model": "m", "input": "hi"}, "response": {"model": "r", "usage": {"input_tokens": 100, "output_tokens": 5, "input_tokens_details": {"cache_write_tokens": 80, "cached_tokens": 30, "cache_write_tokens": 90}}}}"#,
+            br#"{"request": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "response": {"usage": {"prompt_tokens": 10, "prompt_tokens_details": {"cache_write_tokens": -1}, "prompt_tokens_details": {"cache_write_tokens": 4}}}}"#,
         ];
         // nesting around the depth limit in tools; odd tools seen twice (remembered): a lone
         // surrogate, escapes, numbers of each kind

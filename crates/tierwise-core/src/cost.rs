@@ -213,12 +213,6 @@ pub struct Cost {
 pub enum CostError {
     #[error("cached tokens ({cached}) exceed input tokens ({input})")]
     CachedExceedsInput { cached: u64, input: u64 },
-    #[error("cached ({cached}) plus cache-write ({written}) tokens exceed input tokens ({input})")]
-    CacheWriteExceedsInput {
-        cached: u64,
-        written: u64,
-        input: u64,
-    },
     #[error("negative price or multiplier")]
     Negative,
 }
@@ -239,13 +233,12 @@ pub fn cost(
             input: usage.input_tokens,
         });
     }
-    if usage.cached_tokens.saturating_add(usage.cache_write_tokens) > usage.input_tokens {
-        return Err(CostError::CacheWriteExceedsInput {
-            cached: usage.cached_tokens,
-            written: usage.cache_write_tokens,
-            input: usage.input_tokens,
-        });
-    }
+    // Cache writes are part of the input not read from the cache: a count beyond that (e.g. a
+    // counterfactual that removed input tokens) is capped there.
+    let written = usage
+        .cache_write_tokens
+        .min(usage.input_tokens - usage.cached_tokens);
+    let uncached = usage.input_tokens - usage.cached_tokens - written;
     let m = multipliers.get(service_tier);
     let p = prices.at(usage.input_tokens);
     let cache_write_price = p.cache_write.unwrap_or(p.input);
@@ -258,9 +251,9 @@ pub fn cost(
         return Err(CostError::Negative);
     }
     let term = |tokens: u64, price: Decimal| Decimal::from(tokens) * price * m / PER_MILLION;
-    let input = term(usage.uncached_input(), p.input);
+    let input = term(uncached, p.input);
     let cached_input = term(usage.cached_tokens, p.cached_input);
-    let cache_write = term(usage.cache_write_tokens, cache_write_price);
+    let cache_write = term(written, cache_write_price);
     let output = term(usage.output_tokens, p.output);
     let total = input + cached_input + cache_write + output;
     Ok(Cost {
@@ -399,10 +392,11 @@ mod tests {
     }
 
     #[test]
-    fn cache_writes_over_input_is_an_error() {
-        let u = with_writes(usage(10, 5, 0, 0), 6);
-        let err = cost(&sol(), &u, ServiceTier::Default, &Default::default());
-        assert!(matches!(err, Err(CostError::CacheWriteExceedsInput { .. })));
+    fn cache_writes_are_capped_at_the_uncached_input() {
+        // 10 input, 5 cached: at most 5 can have been written
+        let c = default_cost(&sol(), &with_writes(usage(10, 5, 0, 0), 6));
+        assert_eq!(c.input, dec!(0));
+        assert_eq!(c.cache_write, dec!(0.00003125)); // 5 × $6.25 / 1M
     }
 
     #[test]
