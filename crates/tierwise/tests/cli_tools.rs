@@ -156,3 +156,43 @@ fn malformed_lines_are_counted_with_line_numbers() {
         "{err}"
     );
 }
+
+#[test]
+fn hybrid_with_a_missing_or_corrupt_model_is_an_error_naming_the_file() {
+    let data = fixture("seal_tools_mini");
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        tierwise()
+            .args([
+                "tools",
+                "eval",
+                "--data",
+                &data,
+                "--method",
+                "hybrid",
+                "--embed-dir",
+                dir.path().to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("tokenizer.json"), "{err}");
+    std::fs::write(dir.path().join("tokenizer.json"), "{not json").unwrap();
+    let out = run();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("tokenizer.json"), "{err}");
+}
+
+#[test]
+fn default_config_reports_adaptive_k_and_selection_quantiles() {
+    let data = fixture("seal_tools_mini");
+    let v = json(&["tools", "eval", "--data", &data, "--json"]);
+    assert!(v["k_max"].as_u64().unwrap() >= v["k"].as_u64().unwrap());
+    assert!(v["k_mean"].as_f64().unwrap() >= v["k"].as_f64().unwrap());
+    let t = &v["timing"];
+    assert!(t["select_us_p50"].as_f64().unwrap() <= t["select_us_p99"].as_f64().unwrap());
+}

@@ -13,7 +13,7 @@ pub const DEFAULT_MAX_SEARCH_ROUNDS: u32 = 2;
 /// `tools.keep_share` when absent.
 pub const DEFAULT_KEEP_SHARE: f64 = 0.0;
 /// `tools.max_k` when absent.
-pub const DEFAULT_MAX_K: usize = 64;
+pub const DEFAULT_MAX_K: usize = 40;
 /// `tools.max_share` when absent.
 pub const DEFAULT_MAX_SHARE: f64 = 0.25;
 /// `tools.tail_ratio` when absent.
