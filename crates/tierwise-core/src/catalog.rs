@@ -5,13 +5,13 @@
 //! first the configured `[[models]]`, then the vendored price database ([`crate::prices`]).
 //! Configured tiers and models keep precedence over the database.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::cost::TierMultipliers;
-use crate::hash::FastMap;
 use crate::prices::{DbModel, PriceDb};
 
 /// List prices in USD per 1M tokens: the base prices, and the context-length tiers above them.
@@ -149,11 +149,11 @@ pub struct Catalog {
 }
 
 /// The price database behind the configured prices, with a memo of the model ids looked up
-/// (bounded: ids come from clients and logs).
+/// (bounded, and SipHash rather than `FastMap`: ids come from clients and logs).
 #[derive(Debug, Clone)]
 struct Database {
     db: Arc<PriceDb>,
-    memo: Arc<RwLock<FastMap<String, Option<usize>>>>,
+    memo: Arc<RwLock<HashMap<String, Option<usize>>>>,
 }
 
 impl PartialEq for Database {
@@ -429,6 +429,59 @@ pub fn strip_snapshot(model: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use rust_decimal_macros::dec;
+
+    use crate::prices::PriceDb;
+
+    fn catalog() -> Catalog {
+        let tier = Tier {
+            name: "standard".into(),
+            model: "gpt-5.4".into(),
+            prices: Prices::flat(dec!(2), dec!(0.2), dec!(10)),
+        };
+        let own = PricedModel {
+            model: "gpt-5".into(),
+            prices: Prices::flat(dec!(1), dec!(0.1), dec!(8)),
+            source: Some("negotiated".into()),
+        };
+        Catalog::new(
+            vec![tier],
+            "standard",
+            vec![own],
+            TierMultipliers::default(),
+        )
+        .unwrap()
+        .with_price_db(PriceDb::builtin().unwrap())
+    }
+
+    #[test]
+    fn configured_prices_take_precedence_over_the_database() {
+        let c = catalog();
+        // a tier, its dated snapshot, a configured model: configured prices, not the database's
+        assert_eq!(c.prices_for("gpt-5.4").unwrap().input, dec!(2));
+        assert!(matches!(
+            c.price_origin("gpt-5.4-2026-03-05"),
+            Some(PriceOrigin::Tier(0, _))
+        ));
+        assert_eq!(c.prices_for("gpt-5").unwrap().input, dec!(1));
+        assert!(matches!(
+            c.price_origin("gpt-5"),
+            Some(PriceOrigin::Configured(_))
+        ));
+        // anything else from the database, the same answer from the memo the second time
+        for _ in 0..2 {
+            assert!(matches!(
+                c.price_origin("gpt-5-mini"),
+                Some(PriceOrigin::Database(..))
+            ));
+            assert_eq!(c.prices_for("gpt-5-mini").unwrap().input, dec!(0.25));
+            assert!(
+                c.prices_for("ft:gpt-4o-mini-2024-07-18:acme::abc")
+                    .is_none()
+            );
+        }
+    }
 
     #[test]
     fn snapshots() {
