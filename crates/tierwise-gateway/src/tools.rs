@@ -139,6 +139,23 @@ impl ToolSearchShaper {
         }
     }
 
+    /// [`ToolSearchShaper::from_config`] for a server starting up: `method = "hybrid"` whose
+    /// MiniLM model is missing or does not load is an error naming the file, not a fallback to
+    /// lexical ranking (`tierwise serve` uses this).
+    pub fn try_from_config(tools: &Tools) -> Result<ToolSearchShaper, embedders::EmbedError> {
+        let policy = SelectionPolicy::from_config(tools);
+        if policy.method != Method::Hybrid || policy.mode == ToolMode::Off {
+            return Ok(ToolSearchShaper::from_config(tools));
+        }
+        let e = embedders::require_minilm()?;
+        let mut shaper = ToolSearchShaper {
+            max_search_rounds: tools.max_search_rounds,
+            ..ToolSearchShaper::new(policy)
+        };
+        shaper.vector_cache = Some(e.cache_dir().to_path_buf());
+        Ok(shaper.with_embedder(Arc::new(e)))
+    }
+
     /// The shaper of a `[tools]` config section. `method = "hybrid"` loads MiniLM
     /// (`TIERWISE_MINILM_DIR`, else `router/embed/all-minilm-l6-v2`); without it the shaper
     /// ranks lexically and says so once (a warning in the log).

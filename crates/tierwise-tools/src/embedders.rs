@@ -14,6 +14,8 @@ use std::sync::{Mutex, PoisonError};
 use tierwise_embed::Embedder;
 use tierwise_embed::minilm::MiniLm;
 
+pub use tierwise_embed::EmbedError;
+
 use crate::index::TextEmbedder;
 
 /// Default folder of the MiniLM model (fetched by `scripts/fetch-minilm.sh`), relative to
@@ -26,6 +28,33 @@ pub fn minilm_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(MINILM_DIR));
     is_bert_dir(&dir).then_some(dir)
+}
+
+/// The MiniLM model a config asked for: the folder of [`minilm_dir`]'s rule, loaded, or an
+/// error naming the first missing file (`config.json`, `tokenizer.json`, `model.safetensors`)
+/// or the file that does not load. For callers that must not fall back to another method.
+pub fn require_minilm() -> Result<MiniLmEmbedder, EmbedError> {
+    let dir = std::env::var_os("TIERWISE_MINILM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(MINILM_DIR));
+    require_minilm_in(&dir)
+}
+
+/// [`require_minilm`] for the folder `dir`.
+pub fn require_minilm_in(dir: &Path) -> Result<MiniLmEmbedder, EmbedError> {
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        let path = dir.join(file);
+        if !path.is_file() {
+            return Err(EmbedError::Io {
+                path: path.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "not found (run scripts/fetch-minilm.sh)",
+                ),
+            });
+        }
+    }
+    MiniLmEmbedder::load(dir)
 }
 
 /// Whether `dir` holds a BERT model (config `model_type` = `bert`, plus weights and tokenizer).
@@ -129,5 +158,33 @@ pub struct StaticEmbedder(pub Embedder);
 impl TextEmbedder for StaticEmbedder {
     fn embed_text(&self, text: &str) -> Vec<f32> {
         self.0.embed(text)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_required_model_that_is_missing_or_corrupt_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = require_minilm_in(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("config.json") && err.contains("fetch-minilm"),
+            "{err}"
+        );
+        for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+            std::fs::write(dir.path().join(f), "{corrupt").unwrap();
+        }
+        let err = require_minilm_in(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("config.json"), "{err}");
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"model_type": "bert", "hidden_size": 8, "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 16}"#,
+        )
+        .unwrap();
+        let err = require_minilm_in(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("tokenizer.json"), "{err}");
     }
 }

@@ -71,7 +71,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Status> {
         }
         let upstream = config.upstream.base_url.clone();
         let log = config.log.path.display().to_string();
-        let tools = Arc::new(ToolSearchShaper::from_config(&config.tools));
+        let tools = Arc::new(
+            ToolSearchShaper::try_from_config(&config.tools).context("tool search model")?,
+        );
         tierwise_tools::warm_up();
         let gateway =
             Gateway::with_parts(config, policy, tools).context("cannot start the gateway")?;
