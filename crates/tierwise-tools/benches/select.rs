@@ -1,4 +1,5 @@
-//! Index build time (5,000 tools) and selection time per request (500 and 5,000 tools).
+//! Index build time (5,000 tools) and selection time per request (500 and 5,000 tools; the
+//! default `[tools]` policy with its adaptive k, and a fixed k of 16).
 //!
 //! Tools are the committed fixture catalogs (`fixtures/*/tools.jsonl`), repeated with renamed
 //! copies up to the size wanted; requests are the fixture's queries.
@@ -80,7 +81,25 @@ fn bench(c: &mut Criterion) {
         keep_share: 0.0,
         adaptive: tierwise_tools::Adaptive::OFF,
     };
+    // The default `[tools]` policy: lexical, adaptive k (floor 80 of 5,000 tools).
+    let default_policy = tierwise_core::Config::embedded(&|_: &str| None)
+        .map(|c| SelectionPolicy::from_config(&c.tools))
+        .unwrap_or_else(|_| policy.clone());
     let reqs = requests();
+    for n in [500, 5000] {
+        let index = ToolIndex::build(&catalog(n));
+        let mut i = 0;
+        c.bench_function(
+            &format!("select per request, {n} tools, default config"),
+            |b| {
+                b.iter(|| {
+                    i = (i + 1) % reqs.len().max(1);
+                    reqs.get(i)
+                        .map(|r| select(&index, black_box(r), &default_policy))
+                })
+            },
+        );
+    }
     for n in [500, 5000] {
         let index = ToolIndex::build(&catalog(n));
         let mut i = 0;
