@@ -67,7 +67,12 @@ pub fn expected(task: &str) -> Option<&'static str> {
 }
 
 fn categorized(body: &Value) -> Category {
-    let v = RequestView::chat(body).unwrap();
+    let v = if body.get("messages").is_none() && body.get("input").is_some() {
+        RequestView::responses(body)
+    } else {
+        RequestView::chat(body)
+    }
+    .unwrap();
     let h = Hints::from_metadata(&v);
     let s = Signals::compute(&v, &h);
     categorize(&v, &s, &h)
@@ -191,6 +196,9 @@ fn main() {
             continue;
         };
         let mut body = line["request"].clone();
+        if !body.is_object() || (body.get("messages").is_none() && body.get("input").is_none()) {
+            continue; // a response-only line: nothing to categorize
+        }
         body["model"] = json!("auto");
         let c = categorized(&body);
         calls += 1;

@@ -1,6 +1,7 @@
 //! Aggregates: token sums per (model, service tier) bucket, per scenario. Cost is linear in
-//! tokens, so pricing each bucket once at the end gives exactly the sum of per-call costs
-//! (no rounding happens in `tierwise_core::cost`), at a fraction of the work.
+//! tokens within a context-length band, so pricing each bucket once at the end gives exactly
+//! the sum of per-call costs (no rounding happens in `tierwise_core::cost`), at a fraction of
+//! the work; the band is chosen per call, not by the bucket's summed input (`report::price`).
 
 use std::hash::Hash;
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rust_decimal::Decimal;
 use serde::Serialize;
-use tierwise_core::catalog::Catalog;
+use tierwise_core::catalog::{Catalog, Prices};
 use tierwise_core::cost::{ServiceTier, Usage, cost};
 use tierwise_router::Policy;
 use time::OffsetDateTime;
@@ -249,22 +249,36 @@ pub struct ExportReport {
     pub cache_ceiling_saving_usd: Decimal,
 }
 
+/// The price of `requests` calls whose usage sums to `u`. A context-length tier applies per
+/// call, so the sum is not priced by its own input count (2,000 calls of 1,000 tokens are not
+/// one call of 2M): the band is the one of the mean call. Exact when a bucket's calls share a
+/// band (every call below the first threshold: the common case); a bucket mixing calls on both
+/// sides of a threshold is priced at its mean call's band.
 fn price(
     catalog: &Catalog,
     model: &str,
     st: ServiceTier,
+    requests: u64,
     u: &Usage,
 ) -> Result<Option<Decimal>, AuditError> {
     let Some(p) = catalog.prices_for(model) else {
         return Ok(None);
     };
-    Ok(Some(cost(p, u, st, catalog.multipliers())?.total))
+    if p.context_tiers.is_empty() {
+        return Ok(Some(cost(p, u, st, catalog.multipliers())?.total));
+    }
+    let band = p.at(u.input_tokens / requests.max(1));
+    let flat = Prices {
+        cache_write: band.cache_write,
+        ..Prices::flat(band.input, band.cached_input, band.output)
+    };
+    Ok(Some(cost(&flat, u, st, catalog.multipliers())?.total))
 }
 
 fn total(catalog: &Catalog, b: &Buckets<ModelKey>) -> Result<Decimal, AuditError> {
     let mut sum = Decimal::ZERO;
     for ((m, st), acc) in b.iter() {
-        if let Some(x) = price(catalog, m, *st, &acc.usage)? {
+        if let Some(x) = price(catalog, m, *st, acc.requests, &acc.usage)? {
             sum += x;
         }
     }
@@ -334,7 +348,7 @@ pub fn build(totals: &Totals, policy: &Policy, options: &Options) -> Result<Repo
                 .entry(m.to_string())
                 .or_insert((Acc::default(), Some(Decimal::ZERO)));
             e.0.merge(acc);
-            let p = price(catalog, m, *st, &acc.usage)?;
+            let p = price(catalog, m, *st, acc.requests, &acc.usage)?;
             e.1 = match (e.1, p) {
                 (Some(a), Some(b)) => Some(a + b),
                 _ => None,
@@ -394,7 +408,7 @@ pub fn build(totals: &Totals, policy: &Policy, options: &Options) -> Result<Repo
             .entry(key.clone())
             .or_insert((Acc::default(), Decimal::ZERO, 0));
         e.0.merge(acc);
-        let p = price(catalog, m, *st, &acc.usage)?;
+        let p = price(catalog, m, *st, acc.requests, &acc.usage)?;
         match p {
             Some(x) => e.1 += x,
             None => e.2 += acc.requests,
@@ -437,7 +451,7 @@ pub fn build(totals: &Totals, policy: &Policy, options: &Options) -> Result<Repo
     // ---- headline
     let mut head: BTreeMap<(usize, String), HeadAcc> = BTreeMap::new();
     for ((cat, routed, m, st), acc) in totals.flagship.iter() {
-        let Some(x) = price(catalog, m, *st, &acc.usage)? else {
+        let Some(x) = price(catalog, m, *st, acc.requests, &acc.usage)? else {
             continue;
         };
         let e = head.entry(category_rank(cat)).or_insert((
@@ -639,11 +653,12 @@ pub fn build(totals: &Totals, policy: &Policy, options: &Options) -> Result<Repo
             req += acc.requests;
             input += acc.usage.input_tokens;
             cached += acc.usage.cached_tokens;
-            let Some(now) = price(catalog, model, *st, &acc.usage)? else {
+            let Some(now) = price(catalog, model, *st, acc.requests, &acc.usage)? else {
                 continue;
             };
             if matches!(st, ServiceTier::Default | ServiceTier::Priority)
-                && let Some(b) = price(catalog, model, ServiceTier::Batch, &acc.usage)?
+                && let Some(b) =
+                    price(catalog, model, ServiceTier::Batch, acc.requests, &acc.usage)?
             {
                 batch_ceiling += now - b;
             }
@@ -651,7 +666,7 @@ pub fn build(totals: &Totals, policy: &Policy, options: &Options) -> Result<Repo
                 cached_tokens: acc.usage.input_tokens,
                 ..acc.usage
             };
-            if let Some(cc) = price(catalog, model, *st, &all_cached)? {
+            if let Some(cc) = price(catalog, model, *st, acc.requests, &all_cached)? {
                 cache_ceiling += now - cc;
             }
         }
@@ -738,5 +753,41 @@ fn router_name(policy: &Policy) -> String {
     match &policy.learned {
         Some(l) => format!("{mode} + {}", l.name()),
         None => mode,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+
+    /// A bucket's summed input is not one call's: 2,000 calls of 1,000 tokens on gpt-5.4 (whose
+    /// long-context band starts above 272K) are priced at the base band, and one call of 300K
+    /// at the long-context band.
+    #[test]
+    fn context_bands_are_chosen_per_call_not_per_bucket() {
+        let catalog = tierwise_core::Config::embedded(&|_| None).unwrap().catalog;
+        let p = catalog.prices_for("gpt-5.4").unwrap();
+        assert!(!p.context_tiers.is_empty());
+        let st = ServiceTier::Default;
+        let many = Usage {
+            input_tokens: 2_000_000,
+            output_tokens: 200_000,
+            ..Usage::default()
+        };
+        let got = price(&catalog, "gpt-5.4", st, 2000, &many)
+            .unwrap()
+            .unwrap();
+        // $2.50 per 1M input, $15 per 1M output
+        assert_eq!(got, Decimal::new(8, 0));
+        let one = Usage {
+            input_tokens: 300_000,
+            output_tokens: 1_000,
+            ..Usage::default()
+        };
+        let got = price(&catalog, "gpt-5.4", st, 1, &one).unwrap().unwrap();
+        let want = cost(p, &one, st, catalog.multipliers()).unwrap().total;
+        assert_eq!(got, want);
+        assert!(got > Decimal::new(15, 1), "{got}");
     }
 }
