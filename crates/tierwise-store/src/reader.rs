@@ -378,6 +378,53 @@ mod tests {
         assert_eq!(rows[1].tools.tokens_offered, 30);
     }
 
+    /// A log written before migration 3 reads its categories as hints (they were only hints
+    /// then); opening it for writing adds the column, and new rows keep their own source.
+    #[test]
+    fn version_2_logs_read_categories_as_hints_and_migrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        let t0 = OffsetDateTime::now_utc();
+        {
+            let mut conn = rusqlite::Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            tx.execute_batch(schema::MIGRATIONS[1]).unwrap();
+            tx.pragma_update(None, "user_version", 2).unwrap();
+            tx.commit().unwrap();
+            for (i, category) in [Some("extraction"), None].into_iter().enumerate() {
+                conn.execute(
+                    "INSERT INTO requests (id, ts_ms, time, endpoint, requested_model, tier, \
+                     model, reason, category, mode, service_tier, input_tokens, cached_tokens, \
+                     output_tokens, reasoning_tokens, usage_estimated, latency_ms, status, \
+                     streamed, attempts, tiers_tried) VALUES (?1, ?2, '1970-01-01T00:00:00Z', \
+                     'chat.completions', 'auto', 'nano', 'm', 'r', ?3, 'sync', 'default', 1, 0, \
+                     1, 0, 0, 1.0, 200, 0, 1, 'nano')",
+                    rusqlite::params![Uuid::now_v7().to_string(), i as i64, category],
+                )
+                .unwrap();
+            }
+        }
+        let old = LogReader::open(&path)
+            .unwrap()
+            .rows(&TimeRange::all())
+            .unwrap();
+        assert_eq!(old[0].category_source.as_deref(), Some("hint"));
+        assert_eq!(old[1].category_source, None);
+        let log = RequestLog::open(&path, WriterOptions::default()).unwrap();
+        let mut new = row(3, t0);
+        new.category_source = Some("categorizer".into());
+        log.record(new.clone()).unwrap();
+        log.close().unwrap();
+        let rows = LogReader::open(&path)
+            .unwrap()
+            .rows(&TimeRange::all())
+            .unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].category_source.as_deref(), Some("hint"));
+        assert_eq!(rows[2], new);
+    }
+
     #[test]
     fn not_a_log_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
