@@ -125,6 +125,10 @@ impl Gateway {
         if let Some(warning) = missing_key_warning(&config) {
             tracing::warn!("{warning}");
         }
+        // the categorizer's regexes compile here, not on the first request
+        if !tierwise_router::category::warm_up() {
+            tracing::error!("the categorizer's patterns failed to compile: categories are `other`");
+        }
         let upstream = UpstreamClient::new(&config.upstream)?;
         let scorer = crate::cascade::load_scorer(&config).map_err(GatewayError::Scorer)?;
         let log = RequestLog::open(&config.log.path, WriterOptions::default())?;
