@@ -19,8 +19,8 @@
 //!    doctests) or a request to write, fix or explain code.
 //! 6. `reasoning`: math in the last user turn ([`tierwise_core::signals::looks_like_math`] via
 //!    [`Signals::math`]), a quantitative word problem (a number, in digits or words, and "how
-//!    many", "total", "twice", "per hour", …), or quantitative science (units, physics and
-//!    chemistry terms).
+//!    many", "total", "twice", "per hour", …), quantitative science (units, physics and
+//!    chemistry terms), or a derivation asked for ("derive", "closed-form").
 //! 7. The last user turn states the task (same verbs as 3).
 //! 8. `other`: no natural-language text (empty, only numbers or symbols, or a bare list of words
 //!    with no instruction).
@@ -162,6 +162,7 @@ struct Patterns {
     code_def: Regex,
     latex: Regex,
     science: Regex,
+    derive: Regex,
     /// The patterns [`categorize`] checks on the last user turn ([`U`] order), in one pass.
     user: RegexSet,
 }
@@ -180,11 +181,12 @@ enum U {
     CodeDef,
     Latex,
     Science,
+    Derive,
 }
 
 impl U {
     /// Every pattern, in [`Patterns::user`] order (bit `u as u32` of a [`Hits`] set).
-    const ALL: [U; 11] = [
+    const ALL: [U; 12] = [
         U::Summarize,
         U::Extract,
         U::Classify,
@@ -196,6 +198,7 @@ impl U {
         U::CodeDef,
         U::Latex,
         U::Science,
+        U::Derive,
     ];
 }
 
@@ -213,6 +216,7 @@ impl Patterns {
             U::CodeDef => &self.code_def,
             U::Latex => &self.latex,
             U::Science => &self.science,
+            U::Derive => &self.derive,
         }
     }
 }
@@ -316,6 +320,10 @@ fn patterns() -> Option<&'static Patterns> {
             latex: Regex::new(r"\$[^$]*(\\[a-zA-Z]+|\^|=|\d)[^$]*\$|\\\(|\\\[").ok()?,
             science: Regex::new(
                 r"(?i)(?-u:\b)\d+(\.\d+)?\s?(gev|mev|kev|ev|nm|μm|mol|mmol|hz|khz|mhz|kj|kpa|atm|cm3|cm\^3|ml|g/mol|m/s|km/s|kelvin|°c|°k)(?-u:\b)|(?-u:\b)(quantum|eigen\w*|hamiltonian|wavefunction|entropy|enthalpy|stoichiometr\w*|molarity|ph of|half-life|kinetic energy|momentum|wavelength|spectroscop\w*|nmr|isomer\w*|reagent|cycloaddition|synthesi[sz]\w* of|electrons?|photons?|neutrinos?|orbitals?)(?-u:\b)",
+            )
+            .ok()?,
+            derive: Regex::new(
+                r"(?i)(?-u:\b)(derive|derivation|closed[- ]form( solution| expression)?)(?-u:\b)",
             )
             .ok()?,
             user: RegexSet::empty(),
@@ -468,7 +476,11 @@ pub fn categorize(view: &RequestView, signals: &Signals, hints: &Hints) -> Categ
         return Category::inferred("coding", false);
     }
     let has_number = user.bytes().any(|b| b.is_ascii_digit()) || hits.has(U::NumberWord);
-    if signals.math || (has_number && hits.has(U::WordProblem)) || hits.has(U::Science) {
+    if signals.math
+        || (has_number && hits.has(U::WordProblem))
+        || hits.has(U::Science)
+        || hits.has(U::Derive)
+    {
         return Category::inferred("reasoning", false);
     }
     if let Some(task) = task_in(&hits, structured) {
@@ -568,9 +580,10 @@ mod tests {
             "Classify the sentiment of this review: great!".into(),
             "```".into(),
             "def f(x):\n  return x".into(),
+            "Derive the closed-form solution of ridge regression.".into(),
             long,
         ]);
-        let mut seen = [0usize; 11];
+        let mut seen = [0usize; 12];
         for u in &users {
             let (set, each) = (Hits::all(p, u), Hits::lazy(p, u));
             for (i, w) in U::ALL.iter().enumerate() {
