@@ -26,24 +26,11 @@ async fn openai_node_sdk_end_to_end() {
     );
     let mut h = Harness::start().await;
     let base_url = h.base_url();
-    let dir = e2e.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg("openai_sdk_e2e.mjs")
-            .arg(base_url)
-            .current_dir(dir)
-            .output()
-            .expect("node is not on PATH: install Node.js (>= 20) to run the Node SDK test")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the openai Node SDK run failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    let mut node = std::process::Command::new("node");
+    node.arg("openai_sdk_e2e.mjs")
+        .arg(base_url)
+        .current_dir(&e2e);
+    common::run_sdk_script(node, "openai Node SDK (needs Node.js >= 20 on PATH)").await;
     // Every routed SDK call was logged: plain, 2 streams, tools, 2 Responses, 2 errors.
     h.shutdown().await;
     let rows = common::read_rows(&h.db);

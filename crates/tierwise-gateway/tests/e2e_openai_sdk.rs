@@ -29,22 +29,9 @@ async fn openai_python_sdk_end_to_end() {
     let mut h = Harness::start().await;
     let script = root.join("tests/e2e/openai_sdk_e2e.py");
     let base_url = h.base_url();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .arg(base_url)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the openai SDK run failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    let mut sdk = std::process::Command::new(python);
+    sdk.arg(script).arg(base_url);
+    common::run_sdk_script(sdk, "openai Python SDK").await;
     // Every SDK call was logged.
     h.shutdown().await;
     let rows = common::read_rows(&h.db);

@@ -228,3 +228,21 @@ pub fn header<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
 pub fn header_decimal(resp: &reqwest::Response, name: &str) -> Decimal {
     header(resp, name).parse().unwrap()
 }
+
+/// Runs an official SDK's end-to-end script (`command`, given the gateway's base URL as its
+/// last argument) on a blocking thread and checks it passed: exit 0 and its closing line
+/// `all checks passed`. `what` names the SDK in failure messages. Returns its stdout.
+pub async fn run_sdk_script(mut command: std::process::Command, what: &'static str) -> String {
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("cannot run the {what} end-to-end script: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the {what} run failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    stdout
+}
