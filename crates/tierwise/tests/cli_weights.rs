@@ -26,16 +26,21 @@ fn learned_config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
     path
 }
 
+/// `tierwise route --config CFG "What is the capital of France?"` run in `dir`.
+fn route_with(dir: &std::path::Path, cfg: &std::path::Path) -> std::process::Output {
+    tierwise(dir)
+        .args(["route", "--config"])
+        .arg(cfg)
+        .arg("What is the capital of France?")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_missing_router_file_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = learned_config(dir.path(), "weights = \"no-such-router.json\"");
-    let out = tierwise(dir.path())
-        .args(["route", "--config"])
-        .arg(&cfg)
-        .arg("What is the capital of France?")
-        .output()
-        .unwrap();
+    let out = route_with(dir.path(), &cfg);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("router file"), "{err}");
@@ -47,12 +52,7 @@ fn a_missing_router_file_is_an_error_naming_it() {
 fn no_router_file_named_uses_the_shipped_one() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = learned_config(dir.path(), "");
-    let out = tierwise(dir.path())
-        .args(["route", "--config"])
-        .arg(&cfg)
-        .arg("What is the capital of France?")
-        .output()
-        .unwrap();
+    let out = route_with(dir.path(), &cfg);
     assert!(
         out.status.success(),
         "{}",
