@@ -139,6 +139,8 @@ pub struct Outcome {
     pub priced: Priced,
     pub error: Option<String>,
     pub response_body: Option<String>,
+    /// The Responses answer's `id` (a later call may continue it: `previous_response_id`).
+    pub response_id: Option<String>,
 }
 
 /// Records the request: metrics, a debug trace line, and the log row (a channel push).
@@ -178,6 +180,11 @@ pub fn finish(state: &AppState, ctx: &RequestCtx, outcome: Outcome) {
         ms = elapsed.as_secs_f64() * 1e3,
         "request"
     );
+    if let (Some(id), Some(candidate)) = (&outcome.response_id, ctx.candidate())
+        && (200..300).contains(&outcome.status)
+    {
+        state.conversations.remember(id, candidate);
+    }
     let decision = ctx.decision.as_ref();
     let row = RequestRow {
         id: ctx.id,

@@ -19,6 +19,8 @@
 //!   5 signals   tierwise_core::Signals (o200k tokens …) ⇒ prompt_estimate
 //!               (on a blocking thread for bodies > 64 KiB)
 //!   6 decide    tierwise_router::decide (pure)         ⇒ decision
+//!               Responses `previous_response_id` (auto-routed): pinned to the model that
+//!               answered it (conversation.rs; remembered, else asked of the provider)
 //!   7 shape     strip hint metadata; ToolShaper (tool pruning); stream usage; flex
 //!                                                      ⇒ tools (counts); tool_search (the
 //!                                                        session, if the function was added)
@@ -32,7 +34,8 @@
 //!               streaming: headers now, SSE relayed chunk by chunk (usage chunk stripped
 //!               if the client did not ask for it); the relay owns the RequestCtx from here
 //!  10 account   reads the RequestCtx: usage → cost + baseline cost → metrics →
-//!               RequestLog::record (a channel push; the writer thread does the I/O). For
+//!               RequestLog::record (a channel push; the writer thread does the I/O);
+//!               a Responses answer's id → the model that answered (conversations). For
 //!               streams this runs when the stream ends or the client goes away (Drop).
 //! Errors at any stage: ApiError → status + OpenAI JSON; the request is still accounted.
 //! ```
@@ -57,6 +60,7 @@ use tierwise_router::cascade::Scorer;
 use tierwise_store::{LogStats, RequestLog, StoreError, WriterOptions};
 use tokio::net::TcpListener;
 
+use crate::conversation::Conversations;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::passthrough;
@@ -77,6 +81,8 @@ pub struct AppState {
     /// The cascade's answer scorer (`router/cascade.json` as shipped); `None` if it failed to
     /// load, and cascade decisions are then sent like sync ones.
     pub scorer: Option<Scorer>,
+    /// Responses ids → the model that answered (conversations keep their tier).
+    pub conversations: Conversations,
     models: Bytes,
 }
 
@@ -142,6 +148,7 @@ impl Gateway {
                 metrics: Metrics::new(),
                 tools,
                 scorer,
+                conversations: Conversations::default(),
                 models,
             }),
         })

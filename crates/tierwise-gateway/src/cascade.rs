@@ -359,6 +359,7 @@ pub async fn run(
                 .log
                 .store_bodies
                 .then(|| String::from_utf8_lossy(&got.bytes).into_owned()),
+            response_id: crate::proxy::response_id(ctx, &got.json),
         },
     );
     Ok(resp)

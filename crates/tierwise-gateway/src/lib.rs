@@ -16,6 +16,8 @@
 //! - [`dispatch`]: [`dispatch::Candidates`] (the tier, then fallbacks up the ladder) and the
 //!   sync runner (retries with backoff, fallback on retryable failures); the seam for the
 //!   cascade runner.
+//! - [`conversation`]: Responses conversations keep their tier (`previous_response_id` →
+//!   the model that answered it; a bounded map, the provider asked on a miss).
 //! - [`cascade`]: the cascade runner — cheapest tier first, answer scored, escalated when weak;
 //!   `x-tierwise-attempts`; SSE rebuilt for streaming clients.
 //! - [`passthrough`]: every other `/v1/*` call (Files, Batches, Embeddings, …) relayed
@@ -30,6 +32,7 @@
 pub mod account;
 pub mod app;
 pub mod cascade;
+pub mod conversation;
 pub mod ctx;
 pub mod dispatch;
 pub mod error;

@@ -19,6 +19,7 @@ use tierwise_router::cascade::Query as CascadeQuery;
 use crate::account::{self, Outcome, answer_text, usage_or_estimate};
 use crate::app::AppState;
 use crate::cascade;
+use crate::conversation;
 use crate::ctx::RequestCtx;
 use crate::dispatch::{Candidates, Dispatched, Target, dispatch};
 use crate::error::ApiError;
@@ -118,7 +119,17 @@ async fn run(
     // 5 signals + 6 decide
     let (view, signals, decision) = route(state, view, hints, bytes.len()).await?;
     ctx.prompt_estimate = (signals.prompt_tokens + signals.tool_tokens) as u64;
-    let decision = decision.map_err(ApiError::Route)?;
+    let mut decision = decision.map_err(ApiError::Route)?;
+    if ctx.api == Api::Responses
+        && conversation::routed_automatically(&decision)
+        && let Some(prev) = value.get("previous_response_id").and_then(Value::as_str)
+        && let Some(answered) = state
+            .conversations
+            .find(prev, &state.upstream, headers, &state.config.catalog)
+            .await
+    {
+        conversation::pin(&mut decision, &answered, &state.config.catalog);
+    }
     ctx.decision = Some(decision.clone());
     // 7 shape
     let cascade_query = (decision.mode == DispatchMode::Cascade
@@ -206,6 +217,13 @@ async fn route(
         .map_err(|e| ApiError::Internal(format!("routing task failed: {e}")))
 }
 
+/// The `id` of a Responses answer (`None` for chat).
+pub(crate) fn response_id(ctx: &RequestCtx, json: &Value) -> Option<String> {
+    (ctx.api == Api::Responses)
+        .then(|| json.get("id").and_then(Value::as_str).map(str::to_string))
+        .flatten()
+}
+
 /// A non-streaming answer: read it, price it, send it back with the cost headers.
 async fn complete(
     state: &AppState,
@@ -267,6 +285,7 @@ async fn complete(
                 .log
                 .store_bodies
                 .then(|| String::from_utf8_lossy(&bytes).into_owned()),
+            response_id: response_id(ctx, &json),
         },
     );
     Ok(resp.into_response())

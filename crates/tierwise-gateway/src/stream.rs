@@ -44,6 +44,8 @@ pub struct Scanner {
     buf: Vec<u8>,
     pub usage: Option<Usage>,
     pub service_tier: Option<String>,
+    /// Responses: the answer's `id` (from `response.created` / `response.completed`).
+    pub response_id: Option<String>,
     /// The answer text seen so far (capped at 1 MiB).
     pub text: String,
 }
@@ -66,6 +68,7 @@ impl Scanner {
             buf: Vec::new(),
             usage: None,
             service_tier: None,
+            response_id: None,
             text: String::new(),
         }
     }
@@ -183,8 +186,16 @@ impl Scanner {
                     self.push_text(s);
                 }
             }
+            Some("response.created") => {
+                if let Some(id) = v.pointer("/response/id").and_then(Value::as_str) {
+                    self.response_id = Some(id.to_string());
+                }
+            }
             Some("response.completed" | "response.incomplete" | "response.failed") => {
                 if let Some(r) = v.get("response") {
+                    if let Some(id) = r.get("id").and_then(Value::as_str) {
+                        self.response_id = Some(id.to_string());
+                    }
                     if let Some(u) = r.get("usage").and_then(Usage::from_openai) {
                         self.usage = Some(u);
                     }
@@ -249,6 +260,7 @@ impl SseRelay {
                 priced,
                 error,
                 response_body: store.then(|| self.scan.text.clone()),
+                response_id: self.scan.response_id.take(),
             },
         );
         Some((priced, estimated))

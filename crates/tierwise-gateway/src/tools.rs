@@ -11,6 +11,12 @@
 //! edited (a duplicated name keeps or drops each copy on its own score; `tool_search` may
 //! return either copy). With mode `off` the body is not touched at all.
 //!
+//! Hosted tool search: a client that already defers its tools — a `{"type": "tool_search"}`
+//! tool (OpenAI's hosted or client-run tool search in Responses) or any tool marked
+//! `defer_loading: true` — gets its tools passed through untouched (no pruning, no
+//! `tool_search` function of ours): the provider loads the deferred schemas itself, and a
+//! second search on top would hide tools the client's own search must be able to find.
+//!
 //! Indexes are cached by [`ToolIndex::fingerprint`] of the tool list (agents resend the same
 //! list on every call), at most [`CACHE_CAPACITY`] of them, oldest evicted first.
 //!
@@ -297,6 +303,18 @@ fn choice_allows_search(view: &RequestView) -> bool {
     }
 }
 
+/// Whether the client runs its own tool search: a `tool_search` tool, or a tool with
+/// `defer_loading: true` (on the tool, or on its `function` in chat's shape).
+pub fn uses_hosted_tool_search(tools: &[Value]) -> bool {
+    tools.iter().any(|t| {
+        t.get("type").and_then(Value::as_str) == Some("tool_search")
+            || [t.get("defer_loading"), t.pointer("/function/defer_loading")]
+                .into_iter()
+                .flatten()
+                .any(|d| d.as_bool() == Some(true))
+    })
+}
+
 /// `embedder` when `index` has vectors for it (hybrid), else `None` (lexical).
 fn embedder_for<'a>(
     embedder: Option<&'a SharedEmbedder>,
@@ -318,7 +336,10 @@ impl ToolShaper for ToolSearchShaper {
             return ShapedTools::default();
         };
         let offered = tools.len();
-        if self.policy.mode == ToolMode::Off || offered <= self.policy.threshold {
+        if self.policy.mode == ToolMode::Off
+            || offered <= self.policy.threshold
+            || uses_hosted_tool_search(tools)
+        {
             return ShapedTools {
                 counts: ToolShaping {
                     offered,

@@ -292,6 +292,47 @@ impl UpstreamClient {
         Err(UpstreamError::from_status(status, &headers, body))
     }
 
+    /// The `model` that answered Responses call `id` (`GET {base_url}/responses/{id}`), for a
+    /// conversation that continues it. `Ok(None)` when the provider does not know the id (or
+    /// answers without a model) and for an id that is not a plain token (letters, digits, `_`,
+    /// `-`: a client's id never becomes another path).
+    pub async fn retrieve_response_model(
+        &self,
+        id: &str,
+        client_headers: &HeaderMap,
+        timeout: Duration,
+    ) -> Result<Option<String>, UpstreamError> {
+        let plain = !id.is_empty()
+            && id.len() <= 256
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !plain {
+            return Ok(None);
+        }
+        let req = self
+            .http
+            .get(format!("{}/responses/{id}", self.base_url))
+            .timeout(timeout);
+        let resp = self
+            .authorize(req, client_headers)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e))?;
+        if !resp.status().is_success() {
+            return Ok(None);
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(&e))?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| UpstreamError::invalid_response("the response lookup is not JSON"))?;
+        Ok(v.get("model")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string))
+    }
+
     /// Sends any other request (`Files`, `Batches`, `Embeddings`, …) to `{base_url}{path_query}`
     /// unchanged: method, body (streamed, never buffered) and the headers that describe it.
     /// Any status the provider answers is returned as-is — a pass-through never retries or

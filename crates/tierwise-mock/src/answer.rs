@@ -6,6 +6,12 @@
 //! - `cached_tokens`: a warm prompt cache — for prompts of 1024 tokens or more, the largest
 //!   multiple of 128 not above `prompt_tokens` (OpenAI caches in 128-token steps from 1024);
 //!   0 below 1024.
+//! - `cache_write_tokens` (in `prompt_tokens_details` / `input_tokens_details`, sent only when
+//!   not 0): a request naming a `prompt_cache_key` the mock has not seen finds the cache cold
+//!   and writes it — `cached_tokens` 0, `cache_write_tokens` what the warm cache would have
+//!   held (the rule above); the next requests with that key read it (`cached_tokens` as
+//!   above, no writes). Requests without a key see the warm cache. See
+//!   [`crate::Mock::prompt_cache`].
 //! - `reasoning_tokens` from the requested effort (`reasoning_effort` in chat,
 //!   `reasoning.effort` in Responses): none/minimal 0, low 16, medium (or unset) 64, high 256,
 //!   xhigh 512.
@@ -23,30 +29,40 @@ pub struct MockUsage {
     pub cached: u64,
     pub completion: u64,
     pub reasoning: u64,
+    /// Prompt tokens written to the cache (see the module docs).
+    pub cache_write: u64,
 }
 
 impl MockUsage {
     /// Chat completions shape.
     pub fn chat_json(&self) -> Value {
-        json!({
+        let mut u = json!({
             "prompt_tokens": self.prompt,
             "completion_tokens": self.completion,
             "total_tokens": self.prompt + self.completion,
             "prompt_tokens_details": {"cached_tokens": self.cached, "audio_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": self.reasoning, "audio_tokens": 0,
                 "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
-        })
+        });
+        if self.cache_write > 0 {
+            u["prompt_tokens_details"]["cache_write_tokens"] = json!(self.cache_write);
+        }
+        u
     }
 
     /// Responses API shape.
     pub fn responses_json(&self) -> Value {
-        json!({
+        let mut u = json!({
             "input_tokens": self.prompt,
             "input_tokens_details": {"cached_tokens": self.cached},
             "output_tokens": self.completion,
             "output_tokens_details": {"reasoning_tokens": self.reasoning},
             "total_tokens": self.prompt + self.completion
-        })
+        });
+        if self.cache_write > 0 {
+            u["input_tokens_details"]["cache_write_tokens"] = json!(self.cache_write);
+        }
+        u
     }
 }
 
@@ -184,6 +200,7 @@ pub fn answer(view: &RequestView, body: &Value, model: &str, id: u64) -> Answer 
             cached: cached_for(prompt),
             completion: visible as u64 + reasoning,
             reasoning,
+            cache_write: 0,
         },
     }
 }

@@ -51,6 +51,7 @@ pub(crate) async fn handle(State(mock): State<Mock>, headers: HeaderMap, bytes: 
         ans.tool_call = None;
         ans.usage.completion = ans.usage.reasoning;
     }
+    mock.prompt_cache(&body, &mut ans.usage);
     let tier = service_tier_of(&body);
     if view.stream {
         let include_usage = body

@@ -14,6 +14,11 @@
 //! - [`answer`]: the deterministic answer and usage.
 //! - `chat`, `responses`: the two generation endpoints (JSON and SSE).
 //! - `files`: Files and Batches (a batch completes on its second retrieve).
+//!
+//! Stored state a test can rely on: prompt caches by `prompt_cache_key` (the first request
+//! with a key writes it, see [`answer`]), and — when recording — every Responses answer by its
+//! id, for `GET /v1/responses/{id}` and `previous_response_id` (an id the mock did not answer
+//! is a 400 `previous_response_not_found`, as OpenAI answers).
 
 pub mod answer;
 pub mod behavior;
@@ -21,7 +26,7 @@ mod chat;
 mod files;
 mod responses;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +66,10 @@ struct Inner {
     next_id: AtomicU64,
     files: Mutex<HashMap<String, files::StoredFile>>,
     batches: Mutex<HashMap<String, files::Batch>>,
+    /// `prompt_cache_key`s whose cache has been written.
+    prompt_caches: Mutex<HashSet<String>>,
+    /// Responses answers by id (only when recording).
+    responses: Mutex<HashMap<String, Value>>,
 }
 
 /// The mock's state. Clones share it.
@@ -113,6 +122,8 @@ impl Mock {
                 next_id: AtomicU64::new(1),
                 files: Mutex::new(HashMap::new()),
                 batches: Mutex::new(HashMap::new()),
+                prompt_caches: Mutex::new(HashSet::new()),
+                responses: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -123,6 +134,7 @@ impl Mock {
         Router::new()
             .route("/v1/chat/completions", post(chat::handle))
             .route("/v1/responses", post(responses::handle))
+            .route("/v1/responses/{id}", get(responses::retrieve))
             .route("/v1/files", post(files::create_file))
             .route("/v1/files/{id}", get(files::get_file))
             .route("/v1/files/{id}/content", get(files::file_content))
@@ -170,6 +182,41 @@ impl Mock {
         let mut rx = self.inner.gate.subscribe();
         // An error means the sender is gone, which cannot happen while `self` lives.
         let _ = rx.wait_for(|open| *open).await;
+    }
+
+    /// Applies the prompt cache of `body`'s `prompt_cache_key` to `usage`: the first request
+    /// with a key writes what the warm cache holds (`cached` becomes `cache_write`); later ones
+    /// read it. Without a key, `usage` is left as it is (a warm cache).
+    pub fn prompt_cache(&self, body: &Value, usage: &mut answer::MockUsage) {
+        let Some(key) = body.get("prompt_cache_key").and_then(Value::as_str) else {
+            return;
+        };
+        if lock(&self.inner.prompt_caches).insert(key.to_string()) {
+            usage.cache_write = usage.cached;
+            usage.cached = 0;
+        }
+    }
+
+    /// Keeps a Responses answer for `GET /v1/responses/{id}` and `previous_response_id`
+    /// (only when recording).
+    pub(crate) fn store_response(&self, response: &Value) {
+        if !self.inner.record {
+            return;
+        }
+        if let Some(id) = response.get("id").and_then(Value::as_str) {
+            lock(&self.inner.responses).insert(id.to_string(), response.clone());
+        }
+    }
+
+    /// A Responses answer the mock gave (when recording).
+    pub fn stored_response(&self, id: &str) -> Option<Value> {
+        lock(&self.inner.responses).get(id).cloned()
+    }
+
+    /// Whether `previous_response_id` may be used: always when not recording (nothing is
+    /// stored), else only for an id the mock answered.
+    pub(crate) fn knows_response(&self, id: &str) -> bool {
+        !self.inner.record || lock(&self.inner.responses).contains_key(id)
     }
 
     pub(crate) fn next_id(&self) -> u64 {

@@ -1,8 +1,8 @@
 //! `POST /v1/responses`: JSON and SSE events (`response.created` … `response.completed`).
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tierwise_core::request::RequestView;
@@ -10,7 +10,7 @@ use tierwise_core::request::RequestView;
 use crate::answer::{Answer, answer};
 use crate::behavior::Behavior;
 use crate::chat::{pieces, request_error, service_tier_of, sse_response};
-use crate::{Mock, now_secs};
+use crate::{Mock, error, now_secs};
 
 pub(crate) async fn handle(State(mock): State<Mock>, headers: HeaderMap, bytes: Bytes) -> Response {
     let (body, model, behavior) = match mock.admit("/v1/responses", &headers, &bytes).await {
@@ -21,26 +21,51 @@ pub(crate) async fn handle(State(mock): State<Mock>, headers: HeaderMap, bytes: 
         Ok(v) => v,
         Err(e) => return request_error(&e),
     };
+    if let Some(prev) = body.get("previous_response_id").and_then(Value::as_str)
+        && !mock.knows_response(prev)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("Previous response with id '{prev}' not found."),
+            "invalid_request_error",
+            Some("previous_response_not_found"),
+        );
+    }
     let id = mock.next_id();
-    let ans = answer(&view, &body, &model, id);
+    let mut ans = answer(&view, &body, &model, id);
+    mock.prompt_cache(&body, &mut ans.usage);
     let tier = service_tier_of(&body);
+    let done = response_object(
+        &ans,
+        &body,
+        &model,
+        id,
+        tier,
+        "completed",
+        !behavior.no_usage,
+    );
+    mock.store_response(&done);
     if view.stream {
-        let events = stream_events(&ans, &body, &model, id, tier, !behavior.no_usage);
+        let events = stream_events(&ans, &body, &model, id, tier, !behavior.no_usage, done);
         sse_response(events, mock, behavior)
     } else {
         if behavior.gated {
             mock.wait_gate().await;
         }
-        axum::Json(response_object(
-            &ans,
-            &body,
-            &model,
-            id,
-            tier,
-            "completed",
-            !behavior.no_usage,
-        ))
-        .into_response()
+        axum::Json(done).into_response()
+    }
+}
+
+/// `GET /v1/responses/{id}`: an answer the mock gave (when recording), else 404.
+pub(crate) async fn retrieve(State(mock): State<Mock>, Path(id): Path<String>) -> Response {
+    match mock.stored_response(&id) {
+        Some(v) => axum::Json(v).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            &format!("Response with id '{id}' not found."),
+            "invalid_request_error",
+            None,
+        ),
     }
 }
 
@@ -107,6 +132,7 @@ fn stream_events(
     id: u64,
     tier: &str,
     usage: bool,
+    done: Value,
 ) -> Vec<Bytes> {
     let mut seq = 0;
     let mut events = Vec::new();
@@ -165,7 +191,6 @@ fn stream_events(
         json!({"output_index": 0, "item": item}),
         &mut seq,
     ));
-    let done = response_object(ans, body, model, id, tier, "completed", usage);
     events.push(event(
         "response.completed",
         json!({"response": done}),

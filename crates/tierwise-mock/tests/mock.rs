@@ -223,3 +223,71 @@ async fn api_key_is_required_when_configured() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn prompt_cache_key_writes_then_reads_and_responses_are_stored() {
+    let server = MockServer::start(Mock::new()).await.unwrap();
+    // ~1,500 tokens: above the 1,024-token cache minimum.
+    let long = "the quick brown fox jumps over the lazy dog ".repeat(160);
+    let body = json!({"model": "m", "input": long, "prompt_cache_key": "k1",
+        "reasoning": {"effort": "high"}});
+    let first: Value = post(&server, "/responses", body.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let u = &first["usage"];
+    let prompt = u["input_tokens"].as_u64().unwrap();
+    assert!(prompt >= 1024, "{prompt}");
+    assert_eq!(u["input_tokens_details"]["cached_tokens"], 0);
+    assert_eq!(
+        u["input_tokens_details"]["cache_write_tokens"],
+        prompt / 128 * 128
+    );
+    assert_eq!(u["output_tokens_details"]["reasoning_tokens"], 256);
+    let second: Value = post(&server, "/responses", body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let u = &second["usage"];
+    assert_eq!(
+        u["input_tokens_details"]["cached_tokens"],
+        prompt / 128 * 128
+    );
+    assert!(
+        u["input_tokens_details"]
+            .get("cache_write_tokens")
+            .is_none()
+    );
+    // chat: the same rule, its own key
+    let chat_body = json!({"model": "m", "prompt_cache_key": "k2",
+        "messages": [{"role": "user", "content": long}]});
+    let c: Value = post(&server, "/chat/completions", chat_body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(c["usage"]["prompt_tokens_details"]["cache_write_tokens"].as_u64() > Some(1000));
+
+    // stored: retrievable, usable as previous_response_id; an unknown id is refused
+    let id = first["id"].as_str().unwrap();
+    let got: Value = reqwest::get(format!("{}/responses/{id}", server.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["model"], "m");
+    let follow = json!({"model": "m", "input": "and then?", "previous_response_id": id});
+    assert_eq!(post(&server, "/responses", follow).await.status(), 200);
+    let bad = json!({"model": "m", "input": "x", "previous_response_id": "resp_nope"});
+    let r = post(&server, "/responses", bad).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "previous_response_not_found");
+    let r = reqwest::get(format!("{}/responses/resp_nope", server.base_url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
