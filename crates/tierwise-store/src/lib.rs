@@ -1,20 +1,33 @@
-//! The request log: one row per gateway request, in SQLite (bundled, embedded).
+//! The store: the request log (one row per gateway request), virtual keys, teams, budget and
+//! rate windows — in SQLite (bundled, embedded; the default) or PostgreSQL (shared by replicas).
 //!
 //! # Layout
+//! - [`backend`]: the [`Store`] trait both backends implement, [`open`] by [`Location`], and how
+//!   to add a table to both backends.
+//! - [`sqlite`] / [`postgres`]: the two backends, each with its migrations in code
+//!   ([`schema`] holds SQLite's).
 //! - [`RequestRow`]: the row, public and documented field by field: `tierwise audit --store`
 //!   reads it back through [`LogReader`].
-//! - [`schema`]: the schema as ordered migrations in code, applied on open (`PRAGMA user_version`).
-//! - [`writer`]: [`RequestLog`], the write side. The gateway's hot path only pushes a row into a
-//!   bounded channel; one writer thread drains it and inserts in batches, one transaction per
-//!   batch. `flush` waits for everything queued so far; `close` drains and joins the thread, so a
-//!   graceful shutdown loses nothing.
+//! - [`writer`]: [`RequestLog`], the write side, the same for both backends. The gateway's hot
+//!   path only pushes a row into a bounded channel; one writer thread drains it and inserts in
+//!   batches, one transaction per batch; while the database is down it keeps rows in memory
+//!   (up to `max_buffered`, then drops the oldest, counted) and retries with backoff. `flush`
+//!   waits for everything queued so far; `close` drains and joins the thread.
 //! - [`reader`]: [`LogReader`], the read side: rows in time order, with an optional time window,
 //!   streamed through a callback (constant memory) or collected.
+//! - [`keys`]: keys (`tw-…`, only a SHA-256 hash stored), teams, limits.
+//! - [`budget`]: UTC day/month windows, reservations and reconciliation (the overspend bound).
 //!
-//! Money is `rust_decimal::Decimal`, stored as its exact decimal text; times are UTC.
+//! Money is `rust_decimal::Decimal` (exact decimal text in SQLite, `NUMERIC` in PostgreSQL);
+//! times are UTC.
 
+pub mod backend;
+pub mod budget;
+pub mod keys;
+pub mod postgres;
 pub mod reader;
 pub mod schema;
+pub mod sqlite;
 pub mod writer;
 
 use rust_decimal::Decimal;
@@ -22,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use backend::{CreatedKey, Location, RateCount, Store, open};
 pub use reader::{LogReader, TimeRange};
 pub use writer::{LogStats, RequestLog, WriterOptions};
 
@@ -95,6 +109,13 @@ pub struct RequestRow {
     /// rows written before).
     #[serde(default)]
     pub tools: ToolCounts,
+    /// The virtual key that made the call (`key_…`), with `[auth] mode = "keys"`; `None` in
+    /// open mode and in rows written before schema 4.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// That key's team, if it has one.
+    #[serde(default)]
+    pub team: Option<String>,
 }
 
 /// A request's tools: offered by the client vs sent upstream (the final round's, with
@@ -131,4 +152,34 @@ pub enum StoreError {
         column: &'static str,
         message: String,
     },
+    /// A PostgreSQL error (the server answered, or could not be reached).
+    #[error("database {target}: {message}")]
+    Postgres { target: String, message: String },
+    /// The database cannot be reached.
+    #[error("database {target} unavailable: {message}")]
+    Unavailable { target: String, message: String },
+    /// Bad input: a negative budget, a duplicate name.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such key or team.
+    #[error("no {0} named {1}")]
+    NotFound(&'static str, String),
+}
+
+impl StoreError {
+    /// Whether the error means the database could not be reached (as opposed to a bad request).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// Names of keys and teams: 1–64 visible characters without commas.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_graphic() && c != ',')
+    {
+        return Err(StoreError::Invalid(format!(
+            "{what} name {name:?}: 1-64 visible ASCII characters, no commas or spaces"
+        )));
+    }
+    Ok(())
 }

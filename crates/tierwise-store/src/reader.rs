@@ -43,12 +43,37 @@ impl TimeRange {
 /// Read-only access to a request log.
 #[derive(Debug)]
 pub struct LogReader {
-    conn: Connection,
-    /// Schema version of the file (older logs lack the later columns; they read as 0).
-    version: i64,
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Sqlite {
+        conn: Connection,
+        /// Schema version of the file (older logs lack the later columns; they read as 0).
+        version: i64,
+    },
+    /// Read through a client of its own on a thread of its own (see [`LogReader::for_each`]).
+    Postgres { url: String },
 }
 
 impl LogReader {
+    /// Opens a log by location: a `postgres://` URL or a SQLite file path.
+    pub fn open_location(location: &str) -> Result<LogReader, StoreError> {
+        if crate::backend::is_postgres_url(location) {
+            let url = location.to_string();
+            let probe = url.clone();
+            crate::postgres::block(async move {
+                crate::postgres::connect_reader(&probe).await.map(drop)
+            })?;
+            Ok(LogReader {
+                inner: Inner::Postgres { url },
+            })
+        } else {
+            LogReader::open(Path::new(location))
+        }
+    }
+
     /// Opens an existing log read-only. A missing file or a file that is not a tierwise log is
     /// an error naming the path.
     pub fn open(path: &Path) -> Result<LogReader, StoreError> {
@@ -81,17 +106,38 @@ impl LogReader {
                 source: rusqlite::Error::InvalidQuery,
             });
         }
-        Ok(LogReader { conn, version })
+        Ok(LogReader {
+            inner: Inner::Sqlite { conn, version },
+        })
     }
 
     /// Rows in the window, in time order.
     pub fn count(&self, range: &TimeRange) -> Result<u64, StoreError> {
         let (since, until) = range.bounds();
-        let n: i64 = self.conn.query_row(
-            "SELECT COUNT(*) FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2",
-            [since, until],
-            |r| r.get(0),
-        )?;
+        let n: i64 = match &self.inner {
+            Inner::Sqlite { conn, .. } => conn.query_row(
+                "SELECT COUNT(*) FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2",
+                [since, until],
+                |r| r.get(0),
+            )?,
+            Inner::Postgres { url } => {
+                let url = url.clone();
+                crate::postgres::block(async move {
+                    let c = crate::postgres::connect_reader(&url).await?;
+                    let row = c
+                        .query_one(
+                            "SELECT COUNT(*) FROM requests WHERE ts_ms >= $1 AND ts_ms < $2",
+                            &[&since, &until],
+                        )
+                        .await
+                        .map_err(|e| StoreError::Postgres {
+                            target: crate::postgres::redact(&url),
+                            message: e.to_string(),
+                        })?;
+                    Ok(row.get::<_, i64>(0))
+                })?
+            }
+        };
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -103,9 +149,13 @@ impl LogReader {
         mut f: impl FnMut(RequestRow) -> ControlFlow<()>,
     ) -> Result<u64, StoreError> {
         let (since, until) = range.bounds();
-        let mut stmt = self.conn.prepare(&format!(
+        let (conn, version) = match &self.inner {
+            Inner::Sqlite { conn, version } => (conn, *version),
+            Inner::Postgres { url } => return pg_for_each(url, since, until, f),
+        };
+        let mut stmt = conn.prepare(&format!(
             "SELECT {} FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms, id",
-            schema::select_columns(self.version)
+            schema::select_columns(version)
         ))?;
         let mut rows = stmt.query([since, until])?;
         let mut n = 0;
@@ -127,6 +177,67 @@ impl LogReader {
         })?;
         Ok(out)
     }
+}
+
+/// Streams PostgreSQL rows from a thread of its own (with a one-thread runtime, so this works
+/// from async code as well) through a small channel to the caller's callback.
+fn pg_for_each(
+    url: &str,
+    since: i64,
+    until: i64,
+    mut f: impl FnMut(RequestRow) -> ControlFlow<()>,
+) -> Result<u64, StoreError> {
+    use futures::StreamExt;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<RequestRow, StoreError>>(256);
+    let url = url.to_string();
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || {
+            let run = async {
+                let c = crate::postgres::connect_reader(&url).await?;
+                let err = |e: tokio_postgres::Error| StoreError::Postgres {
+                    target: crate::postgres::redact(&url),
+                    message: e.to_string(),
+                };
+                let sql = format!(
+                    "SELECT {} FROM requests WHERE ts_ms >= $1 AND ts_ms < $2 ORDER BY ts_ms, id",
+                    crate::postgres::select_columns()
+                );
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&since, &until];
+                let stream = c.query_raw(&sql, params).await.map_err(err)?;
+                futures::pin_mut!(stream);
+                while let Some(row) = stream.next().await {
+                    let decoded = row.map_err(err).and_then(|r| crate::postgres::decode(&r));
+                    if tx.send(decoded).is_err() {
+                        break; // the caller stopped reading
+                    }
+                }
+                Ok::<(), StoreError>(())
+            };
+            let outcome = crate::postgres::runtime().and_then(|rt| rt.block_on(run));
+            if let Err(e) = outcome {
+                let _ = tx.send(Err(e));
+            }
+        });
+        let mut n = 0;
+        let mut result = Ok(());
+        for item in &rx {
+            match item {
+                Ok(row) => {
+                    n += 1;
+                    if f(row).is_break() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        let _ = producer.join();
+        result.map(|()| n)
+    })
 }
 
 fn bad(column: &'static str, message: impl ToString) -> StoreError {
@@ -189,6 +300,8 @@ fn decode(row: &Row<'_>) -> Result<RequestRow, StoreError> {
             tokens_sent: count(row, 30, "tool_tokens_sent")?,
         },
         category_source: row.get(31)?,
+        key_id: row.get(32)?,
+        team: row.get(33)?,
     })
 }
 
@@ -235,6 +348,8 @@ mod tests {
                 tokens_offered: 10 * i,
                 tokens_sent: 7,
             },
+            key_id: Some("key_0123456789ab".into()),
+            team: Some("research".into()),
         }
     }
 
@@ -279,6 +394,7 @@ mod tests {
             WriterOptions {
                 capacity: 2,
                 max_batch: 3,
+                ..WriterOptions::default()
             },
         )
         .unwrap();
@@ -344,8 +460,11 @@ mod tests {
         {
             // A log as tierwise wrote it before migration 2.
             let conn = rusqlite::Connection::open(&path).unwrap();
-            conn.execute_batch("DROP TABLE requests; PRAGMA user_version = 0;")
-                .unwrap();
+            conn.execute_batch(
+                "DROP TABLE requests; DROP TABLE keys; DROP TABLE teams; \
+                 DROP TABLE budget_windows; DROP TABLE rate_windows; PRAGMA user_version = 0;",
+            )
+            .unwrap();
             conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
             conn.execute(

@@ -47,6 +47,45 @@ pub const MIGRATIONS: &[&str] = &[
     // 3: where the category came from (`hint` or `categorizer`); before, only hints were logged.
     "ALTER TABLE requests ADD COLUMN category_source TEXT;
     UPDATE requests SET category_source = 'hint' WHERE category IS NOT NULL;",
+    // 4: who called (virtual key, team); keys, teams, budget and rate windows.
+    "ALTER TABLE requests ADD COLUMN key_id TEXT;
+    ALTER TABLE requests ADD COLUMN team TEXT;
+    CREATE TABLE teams (
+        name              TEXT PRIMARY KEY NOT NULL,
+        budget_usd_day    TEXT,                        -- exact decimal text
+        budget_usd_month  TEXT,
+        created_ms        INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE keys (
+        id                TEXT PRIMARY KEY NOT NULL,   -- key_ + 12 hex digits
+        hash              TEXT NOT NULL UNIQUE,        -- SHA-256 of the key, hex; never the key
+        prefix            TEXT NOT NULL,               -- tw- + 6 characters, for people
+        name              TEXT NOT NULL,
+        team              TEXT REFERENCES teams (name),
+        budget_usd_day    TEXT,
+        budget_usd_month  TEXT,
+        rpm               INTEGER,
+        tpm               INTEGER,
+        tiers             TEXT,                        -- comma-separated tier names
+        max_tier          TEXT,
+        expires_ms        INTEGER,
+        revoked_ms        INTEGER,
+        created_ms        INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE budget_windows (
+        scope             TEXT NOT NULL,               -- key:ID or team:NAME
+        win               TEXT NOT NULL,               -- day:YYYY-MM-DD or month:YYYY-MM (UTC)
+        spent             TEXT NOT NULL,               -- exact decimal text
+        reserved          TEXT NOT NULL,
+        PRIMARY KEY (scope, win)
+    ) STRICT;
+    CREATE TABLE rate_windows (
+        scope             TEXT NOT NULL,
+        minute            INTEGER NOT NULL,            -- unix minutes
+        requests          INTEGER NOT NULL,
+        tokens            INTEGER NOT NULL,
+        PRIMARY KEY (scope, minute)
+    ) STRICT;",
 ];
 
 /// Current schema version (the number of migrations).
@@ -79,7 +118,7 @@ pub fn migrate(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
 
 /// What to select from a log of schema `version`: [`COLUMNS`], with what the columns added
 /// after it mean for older rows: zero tool counts (migration 2); a logged category was a hint
-/// (migration 3).
+/// (migration 3); no key or team (migration 4).
 pub(crate) fn select_columns(version: i64) -> String {
     let mut cols = COLUMNS.to_string();
     if version < 2 {
@@ -87,6 +126,9 @@ pub(crate) fn select_columns(version: i64) -> String {
             "tools_offered, tools_sent, tool_tokens_offered, tool_tokens_sent",
             "0, 0, 0, 0",
         );
+    }
+    if version < 4 {
+        cols = cols.replace("key_id, team", "NULL, NULL");
     }
     if version < 3 {
         cols = cols.replace(
@@ -102,4 +144,4 @@ pub(crate) const COLUMNS: &str = "id, ts_ms, time, endpoint, requested_model, ti
     category, role, mode, service_tier, input_tokens, cached_tokens, output_tokens, \
     reasoning_tokens, usage_estimated, cost_usd, baseline_cost_usd, latency_ms, status, streamed, \
     attempts, tiers_tried, error, request_body, response_body, tools_offered, tools_sent, \
-    tool_tokens_offered, tool_tokens_sent, category_source";
+    tool_tokens_offered, tool_tokens_sent, category_source, key_id, team";
