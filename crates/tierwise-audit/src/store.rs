@@ -101,6 +101,8 @@ mod tests {
             request_body: body.map(str::to_string),
             response_body: None,
             tools: Default::default(),
+            key_id: None,
+            team: None,
         }
     }
 

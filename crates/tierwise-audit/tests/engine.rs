@@ -216,6 +216,8 @@ fn store_row(model: &str, body: Option<&str>, attempts: u32) -> tierwise_store::
         request_body: body.map(str::to_string),
         response_body: None,
         tools: Default::default(),
+        key_id: None,
+        team: None,
     }
 }
 

@@ -227,8 +227,20 @@ pub fn finish(state: &AppState, ctx: &RequestCtx, outcome: Outcome) {
             tokens_offered: ctx.tools.tokens_offered as u64,
             tokens_sent: ctx.tools.tokens_sent as u64,
         },
+        key_id: ctx.caller.as_ref().map(|c| c.key.id.clone()),
+        team: ctx.caller.as_ref().and_then(|c| c.key.team.clone()),
     };
-    if let Err(e) = state.log.record(row) {
+    if let Some(held) = &ctx.reservation
+        && let Some(r) = held.take()
+    {
+        state
+            .reconciler
+            .reconcile(std::sync::Arc::clone(&state.store), r, outcome.priced.cost);
+    }
+    if let Some(c) = &ctx.caller {
+        m.by_key(&c.key.id, c.key.team.as_deref(), outcome.priced.cost);
+    }
+    if let Err(e) = state.store.log().record(row) {
         tracing::error!(error = %e, id = %ctx.id, "request log row lost");
     }
 }

@@ -7,12 +7,15 @@
 //!   layer  DefaultBodyLimit(server.max_body_bytes)   caps what the body extractor may read
 //!   route  POST /v1/chat/completions | /v1/responses → proxy::handle
 //!          GET  /v1/models, /healthz, /metrics      → small handlers below
+//!          /admin/keys[/{id}], /admin/teams[/{name}] → admin.rs (admin key only)
 //!          any other /v1/* (files, batches, embeddings …) → passthrough::handle, relayed as is
 //!          anything else (outside /v1) → 404 / 405, OpenAI-shaped
 //!
 //! proxy::handle — one RequestCtx (ctx.rs) per request. Each stage writes the fields after ⇒;
 //! later stages read them. Nothing one stage hands another rides in the JSON body.
 //!   1 receive   RequestCtx::new                        ⇒ id (UUID v7), received, started, api
+//!   1b auth     keys mode: Bearer tw-… → key cache / store (401 unknown, revoked, expired);
+//!               the client's Authorization is then removed ⇒ caller
 //!   2 read      body bytes; over the limit → 413       ⇒ request_body (if log.store_bodies)
 //!   3 parse     JSON → RequestView::chat | responses   ⇒ requested_model, stream
 //!   4 hints     metadata hints, overlaid by x-tierwise-* headers  ⇒ hints
@@ -21,6 +24,10 @@
 //!   6 decide    tierwise_router::decide (pure)         ⇒ decision
 //!               Responses `previous_response_id` (auto-routed): pinned to the model that
 //!               answered it (conversation.rs; remembered, else asked of the provider)
+//!   6b admit    keyed calls: the key's tiers cap the decision; rpm/tpm counted (429
+//!               rate_limit_exceeded); the budget estimate reserved on the key's and team's
+//!               windows (429 insufficient_quota; store down → 503 unless store.fail_open)
+//!                                                      ⇒ rate, reservation, budget_remaining
 //!   7 shape     strip hint metadata; ToolShaper (tool pruning); stream usage; flex
 //!                                                      ⇒ tools (counts); tool_search (the
 //!                                                        session, if the function was added)
@@ -34,6 +41,7 @@
 //!               streaming: headers now, SSE relayed chunk by chunk (usage chunk stripped
 //!               if the client did not ask for it); the relay owns the RequestCtx from here
 //!  10 account   reads the RequestCtx: usage → cost + baseline cost → metrics →
+//!               the reservation reconciled with the exact cost (a task; shutdown waits) →
 //!               RequestLog::record (a channel push; the writer thread does the I/O);
 //!               a Responses answer's id → the model that answered (conversations). For
 //!               streams this runs when the stream ends or the client goes away (Drop).
@@ -55,13 +63,17 @@ use axum::routing::{any, get, post};
 use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 use tierwise_core::Config;
+use tierwise_core::config::AuthMode;
 use tierwise_router::Policy;
 use tierwise_router::cascade::Scorer;
-use tierwise_store::{LogStats, RequestLog, StoreError, WriterOptions};
+use tierwise_store::{Location, LogStats, Store, StoreError, WriterOptions};
 use tokio::net::TcpListener;
 
+use crate::admin;
+use crate::auth::KeyCache;
 use crate::conversation::Conversations;
 use crate::error::ApiError;
+use crate::limits::Reconciler;
 use crate::metrics::Metrics;
 use crate::passthrough;
 use crate::proxy;
@@ -75,7 +87,12 @@ pub struct AppState {
     pub config: Config,
     pub policy: Policy,
     pub upstream: UpstreamClient,
-    pub log: RequestLog,
+    /// Request log, keys, teams, budget and rate windows (SQLite or PostgreSQL).
+    pub store: Arc<dyn Store>,
+    /// Key lookups, trusted for `auth.key_cache_ms`.
+    pub keys: KeyCache,
+    /// Budget reconciliations in flight (shutdown waits for them).
+    pub reconciler: Arc<Reconciler>,
     pub metrics: Metrics,
     pub tools: Arc<dyn ToolShaper>,
     /// The cascade's answer scorer (`router/cascade.json` as shipped); `None` if it failed to
@@ -98,6 +115,12 @@ pub enum GatewayError {
     Close(String),
     #[error("{0}")]
     Scorer(String),
+    #[error(
+        "refusing to serve without keys on {0}: auth.mode = \"open\" is only allowed on a loopback \
+         address (set auth.mode = \"keys\", listen on 127.0.0.1, or set \
+         auth.allow_open_on_public_address = true)"
+    )]
+    OpenOnPublicAddress(std::net::SocketAddr),
 }
 
 /// What `serve` reports when it returns.
@@ -137,14 +160,20 @@ impl Gateway {
         }
         let upstream = UpstreamClient::new(&config.upstream)?;
         let scorer = crate::cascade::load_scorer(&config).map_err(GatewayError::Scorer)?;
-        let log = RequestLog::open(&config.log.path, WriterOptions::default())?;
+        let location = match &config.store.url {
+            Some(url) => Location::Postgres(url.expose().to_string()),
+            None => Location::Sqlite(config.log.path.clone()),
+        };
+        let store = tierwise_store::open(&location, WriterOptions::default())?;
         let models = Bytes::from(models_json(&config).to_string());
         Ok(Gateway {
             state: Arc::new(AppState {
                 config,
                 policy,
                 upstream,
-                log,
+                store,
+                keys: KeyCache::default(),
+                reconciler: Arc::new(Reconciler::default()),
                 metrics: Metrics::new(),
                 tools,
                 scorer,
@@ -166,6 +195,21 @@ impl Gateway {
             .route("/v1/models", get(models))
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics))
+            .route("/admin/keys", get(admin::list_keys).post(admin::create_key))
+            .route(
+                "/admin/keys/{id}",
+                get(admin::show_key)
+                    .patch(admin::update_key)
+                    .delete(admin::revoke_key),
+            )
+            .route(
+                "/admin/teams",
+                get(admin::list_teams).post(admin::create_team),
+            )
+            .route(
+                "/admin/teams/{name}",
+                get(admin::show_team).patch(admin::update_team),
+            )
             .route("/v1/{*rest}", any(passthrough::handle))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
@@ -179,6 +223,14 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<ShutdownReport, GatewayError> {
+        let addr = listener.local_addr()?;
+        let auth = &self.state.config.auth;
+        if auth.mode == AuthMode::Open
+            && !addr.ip().is_loopback()
+            && !auth.allow_open_on_public_address
+        {
+            return Err(GatewayError::OpenOnPublicAddress(addr));
+        }
         let listener = listener.tap_io(|tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::trace!(error = %e, "TCP_NODELAY");
@@ -190,7 +242,11 @@ impl Gateway {
             .await;
         let state = Arc::clone(&self.state);
         drop(self);
-        let closed = tokio::task::spawn_blocking(move || state.log.close())
+        state
+            .reconciler
+            .drain(std::time::Duration::from_secs(5))
+            .await;
+        let closed = tokio::task::spawn_blocking(move || state.store.log().close())
             .await
             .map_err(|e| GatewayError::Close(e.to_string()))?;
         served?;
@@ -244,7 +300,7 @@ pub fn missing_key_warning(config: &Config) -> Option<String> {
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    if state.log.is_alive() {
+    if state.store.log().is_alive() {
         let mut body = json!({"status": "ok", "upstream_api_key": true});
         if let Some(warning) = missing_key_warning(&state.config) {
             body["upstream_api_key"] = json!(false);

@@ -11,7 +11,13 @@ use tierwise_router::cascade::Attempt;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+
+use crate::auth::Caller;
 use crate::dispatch::{Candidate, Trail};
+use crate::limits::{Held, RateRemaining};
 use crate::shape::{ToolShaping, ascii_header};
 use crate::tools::ToolSearchSession;
 
@@ -45,6 +51,14 @@ pub struct RequestCtx {
     pub trail: Trail,
     /// Set by the cascade runner: each tier it tried with its verdict (`x-tierwise-attempts`).
     pub cascade: Vec<Attempt>,
+    /// Set by auth (keys mode): the key and its team.
+    pub caller: Option<Arc<Caller>>,
+    /// Set by admit: the budget reservation, reconciled (once) by account.
+    pub reservation: Option<Arc<Held>>,
+    /// Set by admit: the least budget headroom after this call's reservation.
+    pub budget_remaining: Option<Decimal>,
+    /// Set by admit: what is left of the key's rpm/tpm this minute.
+    pub rate: RateRemaining,
 }
 
 impl RequestCtx {
@@ -64,6 +78,10 @@ impl RequestCtx {
             tool_search: None,
             trail: Trail::default(),
             cascade: Vec::new(),
+            caller: None,
+            reservation: None,
+            budget_remaining: None,
+            rate: RateRemaining::default(),
         }
     }
 
@@ -133,6 +151,18 @@ impl RequestCtx {
         if self.tools.offered > 0 {
             h.push(("x-tierwise-tools-offered", self.tools.offered.to_string()));
             h.push(("x-tierwise-tools-sent", self.tools.sent.to_string()));
+        }
+        if let Some(r) = self.budget_remaining {
+            h.push((
+                "x-tierwise-budget-remaining-usd",
+                r.max(Decimal::ZERO).normalize().to_string(),
+            ));
+        }
+        if let Some(n) = self.rate.requests {
+            h.push(("x-ratelimit-remaining-requests", n.to_string()));
+        }
+        if let Some(n) = self.rate.tokens {
+            h.push(("x-ratelimit-remaining-tokens", n.to_string()));
         }
         h
     }

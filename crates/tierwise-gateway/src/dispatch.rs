@@ -93,6 +93,17 @@ impl Candidates {
         }
     }
 
+    /// Only the candidates `keep` accepts (a key's tiers); the first always stays (the
+    /// decision was capped before).
+    pub fn filtered(mut self, keep: impl Fn(&Candidate) -> bool) -> Candidates {
+        let mut i = 0;
+        self.list.retain(|c| {
+            i += 1;
+            i == 1 || keep(c)
+        });
+        self
+    }
+
     pub fn len(&self) -> usize {
         self.list.len()
     }

@@ -41,6 +41,46 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("Internal error: {0}")]
     Internal(String),
+    /// No key, a malformed, unknown, revoked or expired key, or a wrong admin key.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The key's tiers exclude every model this call could use.
+    #[error("{0}")]
+    KeyForbidsModel(String),
+    /// A key or team budget would be exceeded (the message names the window and its reset).
+    #[error("{0}")]
+    InsufficientQuota(String),
+    /// A key's rpm/tpm is used up for this minute.
+    #[error("{message}")]
+    RateLimited {
+        /// `requests` or `tokens` (OpenAI's error type for rate limits).
+        kind: &'static str,
+        message: String,
+        retry_after: u64,
+        remaining: crate::limits::RateRemaining,
+    },
+    /// The store (keys, budgets) cannot be reached: fail closed.
+    #[error("The key and budget store is unavailable; try again shortly. ({0})")]
+    StoreUnavailable(String),
+    /// Bad input to the admin API (negative budget, unknown field, bad date).
+    #[error("{0}")]
+    AdminInvalid(String),
+    /// The admin API's key or team does not exist.
+    #[error("{0}")]
+    AdminNotFound(String),
+}
+
+impl ApiError {
+    /// A store failure: unreachable → 503; bad input → 400; missing → 404; else 500.
+    pub fn from_store(e: tierwise_store::StoreError) -> ApiError {
+        use tierwise_store::StoreError as S;
+        match e {
+            S::Unavailable { .. } => ApiError::StoreUnavailable(e.to_string()),
+            S::Invalid(m) => ApiError::AdminInvalid(m),
+            S::NotFound(..) => ApiError::AdminNotFound(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
 }
 
 impl ApiError {
@@ -65,6 +105,14 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::KeyForbidsModel(_) => StatusCode::FORBIDDEN,
+            ApiError::InsufficientQuota(_) | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::AdminInvalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::AdminNotFound(_) => StatusCode::NOT_FOUND,
         }
     }
 
@@ -108,6 +156,19 @@ impl ApiError {
                 ("invalid_request_error", None, Some("method_not_allowed"))
             }
             ApiError::Internal(_) => ("server_error", None, Some("internal_error")),
+            ApiError::Unauthorized(_) => ("invalid_request_error", None, Some("invalid_api_key")),
+            ApiError::KeyForbidsModel(_) => (
+                "invalid_request_error",
+                Some("model".into()),
+                Some("model_not_allowed"),
+            ),
+            ApiError::InsufficientQuota(_) => {
+                ("insufficient_quota", None, Some("insufficient_quota"))
+            }
+            ApiError::RateLimited { kind, .. } => (kind, None, Some("rate_limit_exceeded")),
+            ApiError::StoreUnavailable(_) => ("server_error", None, Some("store_unavailable")),
+            ApiError::AdminInvalid(_) => ("invalid_request_error", None, Some("invalid_value")),
+            ApiError::AdminNotFound(_) => ("invalid_request_error", None, Some("not_found")),
         }
     }
 
@@ -122,8 +183,16 @@ impl ApiError {
             | ApiError::BodyTooLarge { .. }
             | ApiError::BodyRead(_)
             | ApiError::NotFound { .. }
-            | ApiError::MethodNotAllowed => tracing::debug!(error = %self, "rejected request"),
-            ApiError::Upstream(_) => tracing::warn!(error = %self, "upstream failure"),
+            | ApiError::MethodNotAllowed
+            | ApiError::Unauthorized(_)
+            | ApiError::KeyForbidsModel(_)
+            | ApiError::InsufficientQuota(_)
+            | ApiError::RateLimited { .. }
+            | ApiError::AdminInvalid(_)
+            | ApiError::AdminNotFound(_) => tracing::debug!(error = %self, "rejected request"),
+            ApiError::Upstream(_) | ApiError::StoreUnavailable(_) => {
+                tracing::warn!(error = %self, "upstream failure")
+            }
             ApiError::Internal(_) => tracing::error!(error = %self, "internal error"),
         }
     }
@@ -150,7 +219,7 @@ impl IntoResponse for ApiError {
         }
         let (kind, param, code) = self.parts();
         let body = json!({"error": {"message": self.to_string(), "type": kind, "param": param, "code": code}});
-        (
+        let mut resp = (
             status,
             [(
                 header::CONTENT_TYPE,
@@ -158,6 +227,17 @@ impl IntoResponse for ApiError {
             )],
             Bytes::from(body.to_string()),
         )
-            .into_response()
+            .into_response();
+        if let ApiError::RateLimited {
+            retry_after,
+            remaining,
+            ..
+        } = &self
+        {
+            let h = resp.headers_mut();
+            h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            crate::limits::insert_rate_headers(h, *remaining);
+        }
+        resp
     }
 }

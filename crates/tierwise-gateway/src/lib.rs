@@ -27,15 +27,21 @@
 //! - [`stream`]: SSE relay, chunk by chunk, reading usage on the side.
 //! - [`account`]: pricing, metrics and the log row, from a finished request's context.
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
+//! - [`auth`]: virtual keys (`[auth] mode = "keys"`, a ≤ 1 s key cache per replica) and the
+//!   admin key; [`limits`]: a key's tier cap, rate limits and budget reservations;
+//!   [`admin`]: `/admin/keys` and `/admin/teams`.
 //! - [`error`]: [`ApiError`], the one API error type, mapped to status and OpenAI-shaped JSON.
 
 pub mod account;
+pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod cascade;
 pub mod conversation;
 pub mod ctx;
 pub mod dispatch;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod passthrough;
 pub mod proxy;

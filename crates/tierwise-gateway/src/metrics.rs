@@ -128,10 +128,35 @@ impl Metrics {
             "Moves to the next tier after a retryable failure.".into(),
         );
         r.describe_counter(
+            "tierwise_key_requests_total".into(),
+            None,
+            "Requests by virtual key and team (keys mode).".into(),
+        );
+        r.describe_gauge(
+            "tierwise_key_cost_usd".into(),
+            None,
+            "Cumulative cost in USD by virtual key and team (keys mode).".into(),
+        );
+        r.describe_counter(
             "tierwise_passthrough_total".into(),
             None,
             "Other /v1 calls (files, batches, embeddings, …) relayed unchanged.".into(),
         );
+    }
+
+    /// One keyed request: counted, and its cost added, by key id and team (`none` without one).
+    /// Key ids are the admin's, not the client's: the label set stays bounded.
+    pub fn by_key(&self, key_id: &str, team: Option<&str>, cost: Option<Decimal>) {
+        let l = labels(&[
+            ("key", key_id.to_string()),
+            ("team", team.unwrap_or("none").to_string()),
+        ]);
+        let key = Key::from_parts("tierwise_key_requests_total", l.clone());
+        self.recorder.register_counter(&key, &META).increment(1);
+        if let Some(v) = cost.and_then(|d| d.to_f64()) {
+            let key = Key::from_parts("tierwise_key_cost_usd", l);
+            self.recorder.register_gauge(&key, &META).increment(v);
+        }
     }
 
     pub fn request(&self, endpoint: &str, tier: &str, status: u16, streamed: bool, secs: f64) {

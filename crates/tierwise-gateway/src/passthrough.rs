@@ -62,9 +62,17 @@ pub async fn handle(
     State(state): State<Arc<AppState>>,
     method: Method,
     uri: Uri,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // Keys mode covers these routes too: a key is needed, and never forwarded.
+    if let Err(e) = crate::auth::authenticate(&state, &headers).await {
+        e.log();
+        return e.into_response();
+    }
+    if state.config.auth.mode == tierwise_core::config::AuthMode::Keys {
+        headers.remove(header::AUTHORIZATION);
+    }
     let path = uri.path();
     let resource = resource(path);
     // The configured base URL already ends in `/v1`.

@@ -16,13 +16,17 @@ use tierwise_core::signals::{Hints, Signals};
 use tierwise_router::Decision;
 use tierwise_router::cascade::Query as CascadeQuery;
 
+use tierwise_core::config::AuthMode;
+
 use crate::account::{self, Outcome, answer_text, usage_or_estimate};
 use crate::app::AppState;
+use crate::auth::{self, Caller};
 use crate::cascade;
 use crate::conversation;
 use crate::ctx::RequestCtx;
 use crate::dispatch::{Candidates, Dispatched, Target, dispatch};
 use crate::error::ApiError;
+use crate::limits::{self, Held};
 use crate::shape::{hints_from_headers, hints_from_metadata, shape};
 use crate::stream;
 use crate::upstream::{UpstreamError, passback_headers};
@@ -66,11 +70,22 @@ fn decorate(resp: &mut Response, ctx: &RequestCtx) {
 async fn handle(
     state: Arc<AppState>,
     api: Api,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut ctx = RequestCtx::new(api);
-    match run(&state, &mut ctx, &headers, body).await {
+    // 1b auth: in keys mode the caller's key is ours to check, never the provider's.
+    let result = match auth::authenticate(&state, &headers).await {
+        Ok(caller) => {
+            ctx.caller = caller;
+            if state.config.auth.mode == AuthMode::Keys {
+                headers.remove(header::AUTHORIZATION);
+            }
+            run(&state, &mut ctx, &headers, body).await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(resp) => resp,
         Err(e) => {
             e.log();
@@ -130,6 +145,12 @@ async fn run(
     {
         conversation::pin(&mut decision, &answered, &state.config.catalog);
     }
+    // 6b admit: the key's tier cap, rate limits and budget reservation
+    if let Some(caller) = ctx.caller.clone() {
+        limits::cap_decision(&caller, &state.config.catalog, &mut decision)?;
+        ctx.decision = Some(decision.clone());
+        admit(state, ctx, &caller, &decision, &value).await?;
+    }
     ctx.decision = Some(decision.clone());
     // 7 shape
     let cascade_query = (decision.mode == DispatchMode::Cascade
@@ -156,7 +177,11 @@ async fn run(
         stream: view.stream,
     };
     if let (Some(query), Some(scorer)) = (&cascade_query, &state.scorer) {
-        let candidates = Candidates::cascade(&decision, &state.config.catalog);
+        let candidates = limits::cap_candidates(
+            ctx.caller.as_deref(),
+            &state.config.catalog,
+            Candidates::cascade(&decision, &state.config.catalog),
+        );
         return cascade::run(
             state,
             scorer,
@@ -186,6 +211,39 @@ async fn run(
     } else {
         complete(state, ctx, dispatched).await
     }
+}
+
+/// Stage 6b for a keyed call: rate limits, then the budget reservation (see `limits`).
+async fn admit(
+    state: &AppState,
+    ctx: &mut RequestCtx,
+    caller: &Caller,
+    decision: &Decision,
+    body: &Value,
+) -> Result<(), ApiError> {
+    let output = limits::output_cap(body, state.config.auth.budget_max_output_tokens);
+    ctx.rate = limits::rate(state, caller, ctx.prompt_estimate + output).await?;
+    if limits::budget_limits(caller).is_empty() {
+        return Ok(());
+    }
+    let amount = limits::estimate(state, decision, ctx.prompt_estimate, output).ok_or_else(|| {
+        ApiError::KeyForbidsModel(format!(
+            "The model `{}` has no price, and this key has a budget: it can only call priced models.",
+            decision.model
+        ))
+    })?;
+    if let Some(r) = limits::reserve(
+        state.store.as_ref(),
+        caller,
+        amount,
+        state.config.store.fail_open,
+    )
+    .await?
+    {
+        ctx.budget_remaining = Some(r.remaining);
+        ctx.reservation = Some(Held::new(r));
+    }
+    Ok(())
 }
 
 /// Signals and the decision, on a blocking thread for large bodies (tokenizing megabytes of

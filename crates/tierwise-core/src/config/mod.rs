@@ -15,7 +15,8 @@
 //! - `routing.rs`: `[routing]` with its rules and learned router, and `cascade.rs` for
 //!   `[routing.cascade]`;
 //! - `tools.rs`: `[tools]`;
-//! - `audit.rs`: `[audit]`.
+//! - `audit.rs`: `[audit]`;
+//! - `auth.rs`: `[auth]` (virtual keys, the admin key) and `[store]` (PostgreSQL).
 //!
 //! To add a section: write its file (raw type with `#[serde(deny_unknown_fields)]`, validated
 //! type, defaults, `pub(super) fn load`), declare it below with `pub use` of its public types,
@@ -31,6 +32,7 @@ use serde::Deserialize;
 use crate::catalog::{Catalog, CatalogError};
 
 mod audit;
+mod auth;
 mod cascade;
 mod catalog;
 mod log;
@@ -40,6 +42,7 @@ mod tools;
 mod upstream;
 
 pub use audit::{Audit, RawAudit};
+pub use auth::{ADMIN_KEY_ENV, Auth, AuthMode, DATABASE_URL_ENV, RawAuth, RawStore, StoreConfig};
 pub use cascade::{Cascade, RawCascade, RawThresholds};
 pub use catalog::{RawContextTier, RawDecimal, RawModel, RawPricing, RawTier};
 pub use log::{LogConfig, RawLog};
@@ -75,6 +78,10 @@ pub struct RawConfig {
     pub tools: RawTools,
     #[serde(default)]
     pub audit: RawAudit,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub store: RawStore,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +94,8 @@ pub struct Config {
     pub routing: Routing,
     pub tools: Tools,
     pub audit: Audit,
+    pub auth: Auth,
+    pub store: StoreConfig,
     /// Folder of the config file (relative paths resolve against it); `.` for the embedded one.
     pub base_dir: PathBuf,
 }
@@ -184,6 +193,8 @@ impl Config {
             routing,
             tools,
             audit,
+            auth,
+            store,
         } = raw;
         let listen = server::load_listen(listen)?;
         let catalog = catalog::load(baseline, pricing, tiers, models, base_dir)?;
@@ -193,6 +204,8 @@ impl Config {
         let routing = routing::load(routing, &catalog, base_dir)?;
         let tools = tools::load(tools)?;
         let audit = audit::load(audit);
+        let auth = auth::load_auth(auth, env)?;
+        let store = auth::load_store(store, env)?;
         Ok(Config {
             listen,
             catalog,
@@ -202,6 +215,8 @@ impl Config {
             routing,
             tools,
             audit,
+            auth,
+            store,
             base_dir: base_dir.to_path_buf(),
         })
     }

@@ -28,6 +28,8 @@ pub struct Setup {
     pub api_key: Option<String>,
     /// Point the gateway at this base URL instead of the mock.
     pub base_url: Option<String>,
+    /// Other environment variables the config sees (e.g. `TIERWISE_ADMIN_KEY`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Setup {
@@ -37,6 +39,7 @@ impl Default for Setup {
             mock: Mock::new(),
             api_key: None,
             base_url: None,
+            env: Vec::new(),
         }
     }
 }
@@ -45,6 +48,17 @@ impl Setup {
     pub fn edit(mut self, from: &str, to: &str) -> Setup {
         self.edits.push((from.to_string(), to.to_string()));
         self
+    }
+
+    /// Sets an environment variable for the config.
+    pub fn env(mut self, name: &str, value: &str) -> Setup {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds a TOML section before `[log]` (e.g. `[auth]`).
+    pub fn section(self, text: &str) -> Setup {
+        self.edit("[log]", &format!("{text}\n\n[log]"))
     }
 
     /// Replaces a tier's model id (e.g. `gpt-5.4-nano` → `error-429`).
@@ -87,10 +101,11 @@ impl Harness {
         }
         let base = setup.base_url.unwrap_or_else(|| mock.base_url());
         let key = setup.api_key.clone();
+        let extra = setup.env.clone();
         let env = move |k: &str| match k {
             "TIERWISE_UPSTREAM_BASE_URL" => Some(base.clone()),
             "OPENAI_API_KEY" => key.clone(),
-            _ => None,
+            _ => extra.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
         };
         // Relative `log.path` resolves against the temp dir.
         let config = Config::from_toml(&text, dir.path(), &env).unwrap();
@@ -167,7 +182,7 @@ impl Harness {
     /// Log rows after a flush (the gateway keeps running).
     pub async fn rows(&self) -> Vec<RequestRow> {
         let state = std::sync::Arc::clone(self.gateway.state());
-        tokio::task::spawn_blocking(move || state.log.flush())
+        tokio::task::spawn_blocking(move || state.store.log().flush())
             .await
             .unwrap()
             .unwrap();
