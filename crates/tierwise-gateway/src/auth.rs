@@ -33,10 +33,13 @@ pub struct Caller {
 /// Entries the cache may hold before it is cleared (a bound against floods of random keys).
 const CACHE_MAX: usize = 65_536;
 
+/// When a key was looked up, and what was found (`None`: no such key).
+type Entry = (Instant, Option<Arc<Caller>>);
+
 /// Key lookups, by key hash, each trusted for `auth.key_cache_ms`.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    entries: Mutex<HashMap<String, (Instant, Option<Arc<Caller>>)>>,
+    entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl KeyCache {

@@ -127,10 +127,10 @@ pub fn row(i: u64, t: OffsetDateTime) -> RequestRow {
         reasoning_tokens: 8,
         usage_estimated: false,
         cost_usd: Some(dec!(0.000123456789)),
-        baseline_cost_usd: if i % 3 == 0 { None } else { Some(dec!(0.0011)) },
+        baseline_cost_usd: if i.is_multiple_of(3) { None } else { Some(dec!(0.0011)) },
         latency_ms: 12.5,
         status: 200,
-        streamed: i % 2 == 0,
+        streamed: i.is_multiple_of(2),
         attempts: 2,
         tiers_tried: vec!["nano".into(), "mini".into()],
         error: if i == 1 { Some("boom".into()) } else { None },
@@ -143,7 +143,7 @@ pub fn row(i: u64, t: OffsetDateTime) -> RequestRow {
             tokens_sent: 7,
         },
         key_id: Some(format!("key_{i:012}")),
-        team: if i % 2 == 0 {
+        team: if i.is_multiple_of(2) {
             Some("research".into())
         } else {
             None
