@@ -127,7 +127,11 @@ pub fn row(i: u64, t: OffsetDateTime) -> RequestRow {
         reasoning_tokens: 8,
         usage_estimated: false,
         cost_usd: Some(dec!(0.000123456789)),
-        baseline_cost_usd: if i.is_multiple_of(3) { None } else { Some(dec!(0.0011)) },
+        baseline_cost_usd: if i.is_multiple_of(3) {
+            None
+        } else {
+            Some(dec!(0.0011))
+        },
         latency_ms: 12.5,
         status: 200,
         streamed: i.is_multiple_of(2),
