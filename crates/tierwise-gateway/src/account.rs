@@ -180,6 +180,9 @@ pub fn finish(state: &AppState, ctx: &RequestCtx, outcome: Outcome) {
         ms = elapsed.as_secs_f64() * 1e3,
         "request"
     );
+    if let Some(t) = &state.telemetry {
+        t.record(ctx, &outcome, elapsed);
+    }
     if let (Some(id), Some(candidate)) = (&outcome.response_id, ctx.candidate())
         && (200..300).contains(&outcome.status)
     {

@@ -13,7 +13,8 @@
 //!
 //! proxy::handle — one RequestCtx (ctx.rs) per request. Each stage writes the fields after ⇒;
 //! later stages read them. Nothing one stage hands another rides in the JSON body.
-//!   1 receive   RequestCtx::new                        ⇒ id (UUID v7), received, started, api
+//!   1 receive   RequestCtx::new                        ⇒ id (UUID v7), received, started, api;
+//!               trace_parent (client's traceparent, telemetry on only)
 //!   1b auth     keys mode: Bearer tw-… → key cache / store (401 unknown, revoked, expired);
 //!               the client's Authorization is then removed ⇒ caller
 //!   2 read      body bytes; over the limit → 413       ⇒ request_body (if log.store_bodies)
@@ -42,6 +43,7 @@
 //!               if the client did not ask for it); the relay owns the RequestCtx from here
 //!  10 account   reads the RequestCtx: usage → cost + baseline cost → metrics →
 //!               the reservation reconciled with the exact cost (a task; shutdown waits) →
+//!               spans (telemetry.rs, only when OTEL_* turned it on) →
 //!               RequestLog::record (a channel push; the writer thread does the I/O);
 //!               a Responses answer's id → the model that answered (conversations). For
 //!               streams this runs when the stream ends or the client goes away (Drop).
@@ -78,6 +80,7 @@ use crate::metrics::Metrics;
 use crate::passthrough;
 use crate::proxy;
 use crate::shape::ToolShaper;
+use crate::telemetry::Telemetry;
 use crate::tools::ToolSearchShaper;
 use crate::upstream::UpstreamClient;
 
@@ -100,6 +103,8 @@ pub struct AppState {
     pub scorer: Option<Scorer>,
     /// Responses ids → the model that answered (conversations keep their tier).
     pub conversations: Conversations,
+    /// OpenTelemetry traces; `None` (the default): off.
+    pub telemetry: Option<Telemetry>,
     models: Bytes,
 }
 
@@ -121,6 +126,8 @@ pub enum GatewayError {
          auth.allow_open_on_public_address = true)"
     )]
     OpenOnPublicAddress(std::net::SocketAddr),
+    #[error("telemetry: {0}")]
+    Telemetry(String),
 }
 
 /// What `serve` reports when it returns.
@@ -178,9 +185,20 @@ impl Gateway {
                 tools,
                 scorer,
                 conversations: Conversations::default(),
+                telemetry: None,
                 models,
             }),
         })
+    }
+
+    /// Exports traces through `telemetry` (see [`crate::telemetry`]). Call it on the gateway
+    /// just built, before it is cloned or served.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Result<Gateway, GatewayError> {
+        let state = Arc::get_mut(&mut self.state).ok_or_else(|| {
+            GatewayError::Telemetry("the gateway is already shared; set telemetry first".into())
+        })?;
+        state.telemetry = Some(telemetry);
+        Ok(self)
     }
 
     pub fn state(&self) -> &Arc<AppState> {
@@ -246,9 +264,16 @@ impl Gateway {
             .reconciler
             .drain(std::time::Duration::from_secs(5))
             .await;
-        let closed = tokio::task::spawn_blocking(move || state.store.log().close())
-            .await
-            .map_err(|e| GatewayError::Close(e.to_string()))?;
+        let closed = tokio::task::spawn_blocking(move || {
+            if let Some(t) = &state.telemetry
+                && let Err(e) = t.shutdown()
+            {
+                tracing::warn!(error = %e, "telemetry: flushing spans at shutdown failed");
+            }
+            state.store.log().close()
+        })
+        .await
+        .map_err(|e| GatewayError::Close(e.to_string()))?;
         served?;
         Ok(ShutdownReport { log: closed? })
     }

@@ -59,6 +59,9 @@ pub struct RequestCtx {
     pub budget_remaining: Option<Decimal>,
     /// Set by admit: what is left of the key's rpm/tpm this minute.
     pub rate: RateRemaining,
+    /// Set by receive when telemetry is on: the client's `traceparent` (the request span's
+    /// parent).
+    pub trace_parent: Option<opentelemetry::trace::SpanContext>,
 }
 
 impl RequestCtx {
@@ -82,6 +85,7 @@ impl RequestCtx {
             reservation: None,
             budget_remaining: None,
             rate: RateRemaining::default(),
+            trace_parent: None,
         }
     }
 

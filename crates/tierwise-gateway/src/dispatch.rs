@@ -22,6 +22,7 @@ use tierwise_router::Decision;
 
 use crate::app::AppState;
 use crate::ctx::RequestCtx;
+use crate::telemetry::UpstreamCall;
 use crate::upstream::{ErrorSource, Retry, UpstreamError, UpstreamErrorKind};
 
 /// The longest `retry-after` we wait on one tier; beyond it we move to the next tier instead.
@@ -132,6 +133,9 @@ pub struct Trail {
     pub tried: Vec<String>,
     /// The last candidate called.
     pub last: Option<Candidate>,
+    /// Each upstream call with its timing and result — recorded only when telemetry is on
+    /// (the attempt spans).
+    pub calls: Vec<UpstreamCall>,
 }
 
 /// A 2xx answer, body not yet read.
@@ -221,10 +225,26 @@ pub(crate) async fn walk(
         let mut attempt = 0;
         loop {
             trail.attempts += 1;
+            let timed = state
+                .telemetry
+                .is_some()
+                .then(|| (std::time::SystemTime::now(), std::time::Instant::now()));
             let result = state
                 .upstream
                 .post(target.path, bytes.clone(), target.headers, target.stream)
                 .await;
+            if let Some((start, clock)) = timed {
+                trail.calls.push(UpstreamCall {
+                    tier_name: candidate.tier_name.clone(),
+                    model: candidate.model.clone(),
+                    start,
+                    duration: clock.elapsed(),
+                    result: match &result {
+                        Ok(r) => Ok(r.status().as_u16()),
+                        Err(e) => Err(e.label()),
+                    },
+                });
+            }
             let err = match result {
                 Ok(response) => {
                     return Ok(Dispatched {

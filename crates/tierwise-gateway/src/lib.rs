@@ -30,6 +30,8 @@
 //! - [`auth`]: virtual keys (`[auth] mode = "keys"`, a ≤ 1 s key cache per replica) and the
 //!   admin key; [`limits`]: a key's tier cap, rate limits and budget reservations;
 //!   [`admin`]: `/admin/keys` and `/admin/teams`.
+//! - [`telemetry`]: OpenTelemetry traces (OTLP/HTTP, off unless `OTEL_*` asks): a span per
+//!   request and per upstream attempt, GenAI semantic-convention attributes.
 //! - [`error`]: [`ApiError`], the one API error type, mapped to status and OpenAI-shaped JSON.
 
 pub mod account;
@@ -47,6 +49,7 @@ pub mod passthrough;
 pub mod proxy;
 pub mod shape;
 pub mod stream;
+pub mod telemetry;
 pub mod tools;
 pub mod upstream;
 

@@ -74,6 +74,9 @@ async fn handle(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut ctx = RequestCtx::new(api);
+    if state.telemetry.is_some() {
+        ctx.trace_parent = crate::telemetry::Telemetry::remote_parent(&headers);
+    }
     // 1b auth: in keys mode the caller's key is ours to check, never the provider's.
     let result = match auth::authenticate(&state, &headers).await {
         Ok(caller) => {

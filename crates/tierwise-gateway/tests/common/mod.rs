@@ -30,6 +30,8 @@ pub struct Setup {
     pub base_url: Option<String>,
     /// Other environment variables the config sees (e.g. `TIERWISE_ADMIN_KEY`).
     pub env: Vec<(String, String)>,
+    /// `OTEL_*` variables as the gateway sees them (empty: telemetry off).
+    pub otel_env: Vec<(String, String)>,
 }
 
 impl Default for Setup {
@@ -40,6 +42,7 @@ impl Default for Setup {
             api_key: None,
             base_url: None,
             env: Vec::new(),
+            otel_env: Vec::new(),
         }
     }
 }
@@ -110,7 +113,20 @@ impl Harness {
         // Relative `log.path` resolves against the temp dir.
         let config = Config::from_toml(&text, dir.path(), &env).unwrap();
         let db = config.log.path.clone();
-        let gateway = Gateway::new(config.clone()).unwrap();
+        let mut gateway = Gateway::new(config.clone()).unwrap();
+        let otel = setup.otel_env.clone();
+        let otel_env = move |k: &str| {
+            otel.iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(t) = tierwise_gateway::telemetry::TelemetryConfig::from_env(&otel_env).unwrap()
+        {
+            let telemetry =
+                tierwise_gateway::telemetry::Telemetry::start(&t, &config.upstream.base_url)
+                    .unwrap();
+            gateway = gateway.with_telemetry(telemetry).unwrap();
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tierwise_gateway::Gateway;
+use tierwise_gateway::telemetry::{Telemetry, TelemetryConfig};
 use tierwise_gateway::tools::ToolSearchShaper;
 use tokio::net::TcpListener;
 
@@ -75,8 +76,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Status> {
             ToolSearchShaper::try_from_config(&config.tools).context("tool search model")?,
         );
         tierwise_tools::warm_up();
-        let gateway =
+        let telemetry = TelemetryConfig::from_env(&|k| std::env::var(k).ok())
+            .context("OpenTelemetry")?
+            .map(|t| Telemetry::start(&t, &upstream))
+            .transpose()
+            .context("OpenTelemetry")?;
+        let mut gateway =
             Gateway::with_parts(config, policy, tools).context("cannot start the gateway")?;
+        if let Some(t) = telemetry {
+            tracing::info!(
+                endpoint = t.endpoint(),
+                "OpenTelemetry traces exported (OTLP/HTTP)"
+            );
+            gateway = gateway.with_telemetry(t)?;
+        }
         tracing::info!(
             %upstream,
             request_log = %log,
