@@ -697,9 +697,11 @@ pub fn run(
                 })?;
             }
             InputSpec::Store(p) => {
-                tierwise_store::LogReader::open(p).map_err(|e| AuditError::Store {
-                    path: p.clone(),
-                    message: e.to_string(),
+                tierwise_store::LogReader::open_location(&p.to_string_lossy()).map_err(|e| {
+                    AuditError::Store {
+                        path: tierwise_store::postgres::redact(&p.to_string_lossy()).into(),
+                        message: e.to_string(),
+                    }
                 })?;
             }
             InputSpec::Stdin => {}
@@ -914,10 +916,11 @@ fn read_store(
 ) -> Result<(u64, u64), AuditError> {
     let pool = work.pool;
     let store_err = |e: tierwise_store::StoreError| AuditError::Store {
-        path: path.to_path_buf(),
+        path: tierwise_store::postgres::redact(&path.to_string_lossy()).into(),
         message: e.to_string(),
     };
-    let reader = tierwise_store::LogReader::open(path).map_err(store_err)?;
+    let reader =
+        tierwise_store::LogReader::open_location(&path.to_string_lossy()).map_err(store_err)?;
     let mut row_no = 0u64;
     let mut calls = 0u64;
     let mut skipped = 0u64;
@@ -955,7 +958,8 @@ fn read_store(
     Ok((calls, skipped))
 }
 
-fn time_range(o: &Options) -> tierwise_store::TimeRange {
+/// The `--since` / `--until` window of the options, as the store reads it.
+pub fn time_range(o: &Options) -> tierwise_store::TimeRange {
     let t = |ms: Option<i64>| {
         ms.and_then(|m| {
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m) * 1_000_000).ok()

@@ -43,7 +43,8 @@ impl InputSpec {
 
     pub fn name(&self) -> String {
         match self {
-            InputSpec::Path(p) | InputSpec::Store(p) => p.display().to_string(),
+            InputSpec::Path(p) => p.display().to_string(),
+            InputSpec::Store(p) => tierwise_store::postgres::redact(&p.to_string_lossy()),
             InputSpec::Stdin => "<stdin>".to_string(),
         }
     }

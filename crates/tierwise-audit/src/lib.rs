@@ -26,6 +26,7 @@ pub mod cascade_replay;
 pub use tierwise_router::category;
 pub mod engine;
 pub mod error;
+pub mod groups;
 pub mod html;
 pub mod input;
 pub mod prompt;

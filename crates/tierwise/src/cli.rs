@@ -37,6 +37,12 @@ pub enum Command {
     /// Quality bar on your own traffic: per category, the cheapest model proven to clear it.
     #[command(subcommand)]
     Quality(QualityCommand),
+    /// Virtual keys (`[auth] mode = "keys"`): create, list, show, update, revoke.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Teams: budgets shared by their keys.
+    #[command(subcommand)]
+    Teams(TeamsCommand),
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -47,6 +53,120 @@ pub enum Command {
     #[cfg(feature = "bench")]
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// Where keys and teams live: the config's store (`[store] url`, `TIERWISE_DATABASE_URL`, else
+/// the SQLite file `log.path`), or `--store`.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Config file (default: ./tierwise.toml if present, else the embedded default).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The store: a postgres:// URL or a SQLite file (overrides the config's).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A key's limits; on `update`, `none` clears one.
+#[derive(Debug, Args)]
+pub struct KeyLimitArgs {
+    /// The key's team (must exist: `tierwise teams create`).
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Budget in USD per UTC day.
+    #[arg(long, allow_hyphen_values = true)]
+    pub budget_usd_day: Option<String>,
+    /// Budget in USD per UTC calendar month.
+    #[arg(long, allow_hyphen_values = true)]
+    pub budget_usd_month: Option<String>,
+    /// Requests per minute.
+    #[arg(long)]
+    pub rpm: Option<String>,
+    /// Tokens per minute (prompt + output cap, counted when a call is admitted).
+    #[arg(long)]
+    pub tpm: Option<String>,
+    /// Tiers the key may use, comma-separated (e.g. nano,mini).
+    #[arg(long)]
+    pub tiers: Option<String>,
+    /// The highest tier the key may use; higher decisions are lowered to it.
+    #[arg(long)]
+    pub max_tier: Option<String>,
+    /// When the key stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z).
+    #[arg(long)]
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints it once (only its hash is stored).
+    Create(KeyCreateArgs),
+    /// List keys (never the keys themselves).
+    List(StoreArgs),
+    /// One key, with its spend per budget window.
+    Show(KeyIdArgs),
+    /// Change a key's name, team, limits or expiry (`none` clears a limit).
+    Update(KeyUpdateArgs),
+    /// Revoke a key: refused by every replica within `auth.key_cache_ms` (≤ 1 s).
+    Revoke(KeyIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    /// A name for people (the app or person the key is for).
+    #[arg(long)]
+    pub name: String,
+    #[command(flatten)]
+    pub limits: KeyLimitArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyIdArgs {
+    /// The key's id (`key_…`, from `keys list`).
+    pub id: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyUpdateArgs {
+    /// The key's id (`key_…`).
+    pub id: String,
+    /// A new name.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub limits: KeyLimitArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamsCommand {
+    /// Create a team.
+    Create(TeamArgs),
+    /// Change a team's budgets (`none` clears one).
+    Update(TeamArgs),
+    /// List teams.
+    List(StoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TeamArgs {
+    /// The team's name.
+    pub name: String,
+    /// Budget in USD per UTC day, shared by the team's keys.
+    #[arg(long, allow_hyphen_values = true)]
+    pub budget_usd_day: Option<String>,
+    /// Budget in USD per UTC calendar month.
+    #[arg(long, allow_hyphen_values = true)]
+    pub budget_usd_month: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -88,9 +208,12 @@ pub struct RouteArgs {
 pub struct AuditArgs {
     /// Log files: JSONL call logs, OpenAI usage exports (.json), `-` for stdin; `.gz` accepted.
     pub logs: Vec<PathBuf>,
-    /// tierwise's own request log (SQLite).
+    /// tierwise's own request log: a SQLite file or a postgres:// URL.
     #[arg(long)]
     pub store: Option<PathBuf>,
+    /// With --store: spend broken down by virtual key or team (`key` | `team`).
+    #[arg(long, requires = "store")]
+    pub group_by: Option<String>,
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Write a self-contained HTML report.

@@ -11,7 +11,7 @@ use clap::Parser;
 #[cfg(feature = "bench")]
 use cli::BenchCommand;
 use cli::PricesCommand;
-use cli::{Cli, Command, ConfigCommand, QualityCommand, ToolsCommand};
+use cli::{Cli, Command, ConfigCommand, KeysCommand, QualityCommand, TeamsCommand, ToolsCommand};
 
 /// mimalloc: the audit's workers allocate and free many small JSON values and strings per call;
 /// glibc malloc cost ~13% of the audit's instructions (`crates/tierwise-audit/benches/bench_1m.sh`).
@@ -37,6 +37,14 @@ fn main() -> ExitCode {
         Command::Calibrate(a) => cmd::calibrate::run(a),
         Command::Tools(ToolsCommand::Eval(a)) => cmd::tools::run_eval(a),
         Command::Quality(QualityCommand::Plan(a)) => cmd::quality::plan(a),
+        Command::Keys(KeysCommand::Create(a)) => cmd::keys::create(a),
+        Command::Keys(KeysCommand::List(a)) => cmd::keys::list(a),
+        Command::Keys(KeysCommand::Show(a)) => cmd::keys::show(a),
+        Command::Keys(KeysCommand::Update(a)) => cmd::keys::update(a),
+        Command::Keys(KeysCommand::Revoke(a)) => cmd::keys::revoke(a),
+        Command::Teams(TeamsCommand::Create(a)) => cmd::keys::team_create(a),
+        Command::Teams(TeamsCommand::Update(a)) => cmd::keys::team_update(a),
+        Command::Teams(TeamsCommand::List(a)) => cmd::keys::team_list(a),
         Command::Config(ConfigCommand::Check(a)) => cmd::config::check(a),
         Command::Prices(PricesCommand::Show(a)) => cmd::prices::show(a),
         Command::Prices(PricesCommand::Update(a)) => cmd::prices::update(a),

@@ -9,6 +9,7 @@ pub mod calibrate;
 pub mod cascade;
 pub mod config;
 pub mod eval;
+pub mod keys;
 pub mod prices;
 pub mod quality;
 pub mod route;
