@@ -95,7 +95,12 @@ mod tests {
     use rust_decimal_macros::dec;
     use tierwise_store::{RequestLog, RequestRow, WriterOptions};
 
-    fn row(key: Option<&str>, team: Option<&str>, cost: Option<Decimal>, status: u16) -> RequestRow {
+    fn row(
+        key: Option<&str>,
+        team: Option<&str>,
+        cost: Option<Decimal>,
+        status: u16,
+    ) -> RequestRow {
         RequestRow {
             id: uuid::Uuid::now_v7(),
             time: time::OffsetDateTime::now_utc(),
@@ -135,10 +140,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("log.db");
         let log = RequestLog::open(&db, WriterOptions::default()).unwrap();
-        log.record(row(Some("key_a"), Some("t1"), Some(dec!(0.5)), 200)).unwrap();
-        log.record(row(Some("key_a"), Some("t1"), Some(dec!(0.25)), 200)).unwrap();
-        log.record(row(Some("key_b"), Some("t1"), Some(dec!(1)), 200)).unwrap();
-        log.record(row(Some("key_b"), Some("t1"), Some(Decimal::ZERO), 429)).unwrap();
+        log.record(row(Some("key_a"), Some("t1"), Some(dec!(0.5)), 200))
+            .unwrap();
+        log.record(row(Some("key_a"), Some("t1"), Some(dec!(0.25)), 200))
+            .unwrap();
+        log.record(row(Some("key_b"), Some("t1"), Some(dec!(1)), 200))
+            .unwrap();
+        log.record(row(Some("key_b"), Some("t1"), Some(Decimal::ZERO), 429))
+            .unwrap();
         log.record(row(None, None, None, 200)).unwrap();
         log.close().unwrap();
         let loc = db.display().to_string();

@@ -28,12 +28,13 @@ pub fn run(args: AuditArgs) -> anyhow::Result<Status> {
     if args.logs.is_empty() && args.store.is_none() {
         anyhow::bail!("give at least one log file (or - for stdin), or --store FILE");
     }
-    let group_by = match args.group_by.as_deref() {
-        None => None,
-        Some(g) => Some(tierwise_audit::groups::GroupBy::parse(g).ok_or_else(|| {
-            anyhow::anyhow!("--group-by: expected `key` or `team`, got {g:?}")
-        })?),
-    };
+    let group_by =
+        match args.group_by.as_deref() {
+            None => None,
+            Some(g) => Some(tierwise_audit::groups::GroupBy::parse(g).ok_or_else(|| {
+                anyhow::anyhow!("--group-by: expected `key` or `team`, got {g:?}")
+            })?),
+        };
     let config = super::load_config(args.config.as_deref())?;
     let policy = super::policy(&config)?;
     let mut options = Options::from_config(&config);

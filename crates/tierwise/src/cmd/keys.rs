@@ -71,7 +71,12 @@ fn positive(flag: &'static str) -> impl Fn(&str) -> anyhow::Result<u64> {
 
 fn tier<'a>(config: &'a Config) -> impl Fn(&str) -> anyhow::Result<String> + 'a {
     move |t| {
-        let names: Vec<_> = config.catalog.tiers().iter().map(|x| x.name.as_str()).collect();
+        let names: Vec<_> = config
+            .catalog
+            .tiers()
+            .iter()
+            .map(|x| x.name.as_str())
+            .collect();
         if names.contains(&t) {
             Ok(t.to_string())
         } else {
@@ -103,7 +108,8 @@ fn limit_update(config: &Config, a: &KeyLimitArgs) -> anyhow::Result<KeyUpdate> 
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "-".to_string(), ToString::to_string)
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), ToString::to_string)
 }
 
 fn key_table(keys: &[KeyRecord]) -> String {
