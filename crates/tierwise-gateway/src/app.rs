@@ -241,14 +241,7 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<ShutdownReport, GatewayError> {
-        let addr = listener.local_addr()?;
-        let auth = &self.state.config.auth;
-        if auth.mode == AuthMode::Open
-            && !addr.ip().is_loopback()
-            && !auth.allow_open_on_public_address
-        {
-            return Err(GatewayError::OpenOnPublicAddress(addr));
-        }
+        check_listen(&self.state.config, listener.local_addr()?)?;
         let listener = listener.tap_io(|tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::trace!(error = %e, "TCP_NODELAY");
@@ -316,12 +309,30 @@ async fn models(State(state): State<Arc<AppState>>) -> Response {
 /// `Authorization`: said at start (a warning) and in `/healthz`, naming the variable.
 pub fn missing_key_warning(config: &Config) -> Option<String> {
     config.upstream.api_key.is_none().then(|| {
+        if config.auth.mode == AuthMode::Keys {
+            // A client's tierwise key is never forwarded: nothing can authenticate upstream.
+            return format!(
+                "no upstream API key: {} is not set and upstream.api_key is empty; in keys mode \
+                 clients' keys are never forwarded, so every call fails at the provider",
+                config.upstream.api_key_env
+            );
+        }
         format!(
             "no upstream API key: {} is not set and upstream.api_key is empty; calls are sent \
              with the client's own Authorization header, and fail at the provider without one",
             config.upstream.api_key_env
         )
     })
+}
+
+/// Open mode is refused on a non-loopback address unless the config overrides it.
+pub fn check_listen(config: &Config, addr: std::net::SocketAddr) -> Result<(), GatewayError> {
+    let auth = &config.auth;
+    if auth.mode == AuthMode::Open && !addr.ip().is_loopback() && !auth.allow_open_on_public_address
+    {
+        return Err(GatewayError::OpenOnPublicAddress(addr));
+    }
+    Ok(())
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {

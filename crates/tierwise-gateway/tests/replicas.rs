@@ -233,3 +233,102 @@ async fn pg_rate_limits_hold_across_replicas() {
     }
     schema.drop().await;
 }
+
+/// A TCP relay to the PostgreSQL server that a test can cut (every connection dropped, new
+/// ones refused) and restore: the database "going down" while the gateway serves.
+struct Relay {
+    addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(target: &str) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (up2, conns2, target) = (up.clone(), conns.clone(), target.to_string());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns2.lock().unwrap().push(task);
+            }
+        });
+        Relay { addr, up, conns }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for t in self.conns.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The database goes down while serving: a budgeted call fails closed with a 503 (its key is
+/// still cached, but its budget cannot be checked); the log keeps the rows and writes them
+/// once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_database_down_while_serving_fails_closed_and_the_log_catches_up() {
+    let schema = Schema::new().await;
+    let host = schema
+        .base
+        .split('@')
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap()
+        .to_string();
+    let relay = Relay::start(&host).await;
+    let relayed = Schema {
+        url: schema.url.replace(&host, &relay.addr.to_string()),
+        base: schema.base.clone(),
+        name: schema.name.clone(),
+    };
+    let h = replica(&relayed, 1000).await;
+    let (id, key) = create_key(&h, json!({"name": "budgeted", "budget_usd_day": "5"})).await;
+    let body = common::user("nano", "hi");
+    assert_eq!(call(&h, &key, &body).send().await.unwrap().status(), 200);
+    relay.cut();
+    let resp = call(&h, &key, &body).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "store_unavailable");
+    // The rows wait in memory; the database comes back; they are written.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.restore();
+    let state = std::sync::Arc::clone(h.gateway.state());
+    tokio::task::spawn_blocking(move || state.store.log().flush())
+        .await
+        .unwrap()
+        .unwrap();
+    let rows = LogReader::open_location(&schema.url)
+        .unwrap()
+        .rows(&TimeRange::all())
+        .unwrap();
+    let mine: Vec<_> = rows
+        .iter()
+        .filter(|r| r.key_id.as_deref() == Some(id.as_str()))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(mine, [200, 503]);
+    assert_eq!(h.gateway.state().store.log().stats().dropped, 0);
+    drop(relayed);
+    schema.drop().await;
+}

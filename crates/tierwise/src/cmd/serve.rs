@@ -64,14 +64,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Status> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        if config.upstream.api_key.is_none() {
-            tracing::warn!(
-                "no upstream API key configured (upstream.api_key / OPENAI_API_KEY): \
-                 each client's own Authorization header is forwarded"
-            );
-        }
+        tierwise_gateway::app::check_listen(&config, addr)?;
         let upstream = config.upstream.base_url.clone();
-        let log = config.log.path.display().to_string();
+        let log = match &config.store.url {
+            Some(url) => tierwise_store::postgres::redact(url.expose()),
+            None => config.log.path.display().to_string(),
+        };
         let tools = Arc::new(
             ToolSearchShaper::try_from_config(&config.tools).context("tool search model")?,
         );
