@@ -121,17 +121,19 @@ async fn block(
     body: &[u8],
     n: usize,
     concurrency: usize,
+    key: Option<&str>,
 ) -> (Vec<Duration>, usize) {
     let results: Vec<Option<Duration>> = futures::stream::iter(0..n)
         .map(|_| async {
             let t = Instant::now();
-            let resp = client
+            let mut req = client
                 .post(url)
                 .header("content-type", "application/json")
-                .body(body.to_vec())
-                .send()
-                .await
-                .ok()?;
+                .body(body.to_vec());
+            if let Some(k) = key {
+                req = req.bearer_auth(k);
+            }
+            let resp = req.send().await.ok()?;
             let ok = resp.status().is_success();
             let bytes = resp.bytes().await.ok()?;
             let elapsed = t.elapsed();
@@ -144,11 +146,15 @@ async fn block(
     (results.into_iter().flatten().collect(), errors)
 }
 
-/// What to run: requests per side and concurrent clients.
-#[derive(Debug, Clone, Copy)]
+/// What to run: requests per side and concurrent clients; keys mode and the store.
+#[derive(Debug, Clone)]
 pub struct BenchOptions {
     pub requests: usize,
     pub concurrency: usize,
+    /// Every gateway call presents a key with a day budget and an rpm limit.
+    pub keys: bool,
+    /// A postgres:// URL; `None`: SQLite in a temp file.
+    pub store: Option<String>,
 }
 
 /// Runs the benchmark; `progress` is called with the number of requests done so far out of
@@ -180,6 +186,12 @@ pub fn run(args: BenchOptions, progress: &(dyn Fn(u64, u64) + Sync)) -> anyhow::
     let mut config = Config::embedded(&env).context("embedded config")?;
     let db = std::env::temp_dir().join(format!("tierwise-bench-{}.db", std::process::id()));
     config.log.path = db.clone();
+    if args.keys {
+        config.auth.mode = tierwise_core::config::AuthMode::Keys;
+    }
+    if let Some(url) = &args.store {
+        config.store.url = Some(tierwise_core::config::Secret::new(url.clone()));
+    }
     let mini_model = config
         .catalog
         .tier_index("mini")
@@ -189,6 +201,22 @@ pub fn run(args: BenchOptions, progress: &(dyn Fn(u64, u64) + Sync)) -> anyhow::
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let gw_rt = runtime("bench-gateway", workers)?;
     let gateway = Gateway::new(config).context("cannot start the gateway")?;
+    let key = if args.keys {
+        let store = std::sync::Arc::clone(&gateway.state().store);
+        let created = gw_rt.block_on(store.create_key(tierwise_store::keys::NewKey {
+            name: format!("bench-{}", std::process::id()),
+            limits: tierwise_store::keys::Limits {
+                budget_usd_day: Some(rust_decimal::Decimal::from(1_000_000)),
+                rpm: Some(100_000_000),
+                ..Default::default()
+            },
+            ..Default::default()
+        }))?;
+        Some(created.secret)
+    } else {
+        None
+    };
+    let key = key.as_deref();
     let gw_listener = gw_rt.block_on(TcpListener::bind("127.0.0.1:0"))?;
     let gw_addr = gw_listener.local_addr()?;
     let (gw_stop, gw_stopped) = oneshot::channel::<()>();
@@ -223,9 +251,9 @@ pub fn run(args: BenchOptions, progress: &(dyn Fn(u64, u64) + Sync)) -> anyhow::
             .pool_max_idle_per_host(c.max(16))
             .build()?;
         // Warm up both paths (connections, tokenizer tables, SQLite pages).
-        let (_, e1) = block(&client, &direct_url, &direct_body, warmup, c).await;
+        let (_, e1) = block(&client, &direct_url, &direct_body, warmup, c, None).await;
         inc(warmup as u64);
-        let (_, e2) = block(&client, &gateway_url, &gateway_body, warmup, c).await;
+        let (_, e2) = block(&client, &gateway_url, &gateway_body, warmup, c, key).await;
         inc(warmup as u64);
         if e1 + e2 > 0 {
             anyhow::bail!("{} warm-up requests failed", e1 + e2);
@@ -236,13 +264,13 @@ pub fn run(args: BenchOptions, progress: &(dyn Fn(u64, u64) + Sync)) -> anyhow::
         while done < n {
             let k = (BLOCK * c).min(n - done);
             let t = Instant::now();
-            let (lat, e) = block(&client, &direct_url, &direct_body, k, c).await;
+            let (lat, e) = block(&client, &direct_url, &direct_body, k, c, None).await;
             dwall += t.elapsed();
             direct.extend(lat);
             errors += e;
             inc(k as u64);
             let t = Instant::now();
-            let (lat, e) = block(&client, &gateway_url, &gateway_body, k, c).await;
+            let (lat, e) = block(&client, &gateway_url, &gateway_body, k, c, key).await;
             gwall += t.elapsed();
             via.extend(lat);
             errors += e;

@@ -544,6 +544,13 @@ pub struct BenchGatewayArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
+    /// Keys mode: every gateway call presents a virtual key with a day budget and an rpm
+    /// limit (key lookup, rate count, budget reservation and reconciliation on each call).
+    #[arg(long)]
+    pub keys: bool,
+    /// The store: a postgres:// URL (default: SQLite in a temp file).
+    #[arg(long)]
+    pub store: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

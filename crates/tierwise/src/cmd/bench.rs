@@ -12,6 +12,8 @@ pub fn gateway(args: BenchGatewayArgs) -> anyhow::Result<Status> {
         BenchOptions {
             requests: args.requests,
             concurrency: args.concurrency,
+            keys: args.keys,
+            store: args.store.clone(),
         },
         &|done, total| {
             pb.set_length(total);
