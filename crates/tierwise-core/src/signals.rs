@@ -111,14 +111,17 @@ impl Signals {
         let last_user = last_idx.map_or("", |i| view.turns[i].text.as_str());
         // one o200k pass: the last user turn's count is taken from its message when the texts
         // are the same (they are for views built by `RequestView::chat`/`responses`)
+        // bounded work: exact counts for the first `EXACT_BYTES` of text, estimates beyond
+        let mut budget = tokens::Budget::new(tokens::EXACT_BYTES);
         let mut last_user_tokens = None;
-        let prompt_tokens = tokens::count_messages_with(&view.messages, |i, text, n| {
-            if Some(i) == last_idx && text == last_user {
-                last_user_tokens = Some(n);
-            }
-        });
-        let last_user_tokens = last_user_tokens.unwrap_or_else(|| tokens::count(last_user));
-        let tool_tokens = tokens::count_tools(&view.tools);
+        let prompt_tokens =
+            tokens::count_messages_budgeted(&view.messages, &mut budget, |i, text, n| {
+                if Some(i) == last_idx && text == last_user {
+                    last_user_tokens = Some(n);
+                }
+            });
+        let last_user_tokens = last_user_tokens.unwrap_or_else(|| budget.count(last_user));
+        let tool_tokens = tokens::count_tools_budgeted(&view.tools, &mut budget);
         let mut not_assistant = view.turns.iter().filter(|t| t.role != "assistant");
         let all_text: Cow<'_, str> = match (not_assistant.next(), not_assistant.next()) {
             (None, _) => Cow::Borrowed(""),

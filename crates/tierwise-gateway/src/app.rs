@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! TCP accept (TCP_NODELAY) ─ hyper HTTP/1.1 ─ axum Router
+//!   layer  input_limits::headers                     headers over server.max_header_bytes → 400
 //!   layer  DefaultBodyLimit(server.max_body_bytes)   caps what the body extractor may read
 //!   route  POST /v1/chat/completions | /v1/responses → proxy::handle
 //!          GET  /v1/models, /healthz, /metrics      → small handlers below
@@ -18,7 +19,9 @@
 //!   1b auth     keys mode: Bearer tw-… → key cache / store (401 unknown, revoked, expired);
 //!               the client's Authorization is then removed ⇒ caller
 //!   2 read      body bytes; over the limit → 413       ⇒ request_body (if log.store_bodies)
-//!   3 parse     JSON → RequestView::chat | responses   ⇒ requested_model, stream
+//!   3 parse     nesting ≤ server.max_json_depth (byte scan) → JSON → messages/input ≤
+//!               server.max_messages, tools ≤ server.max_tools → RequestView::chat | responses
+//!                                                      ⇒ requested_model, stream
 //!   4 hints     metadata hints, overlaid by x-tierwise-* headers  ⇒ hints
 //!   5 signals   tierwise_core::Signals (o200k tokens …) ⇒ prompt_estimate
 //!               (on a blocking thread for bodies > 64 KiB)
@@ -232,6 +235,10 @@ impl Gateway {
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(self.state.config.max_body_bytes))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&self.state),
+                crate::input_limits::headers,
+            ))
             .with_state(Arc::clone(&self.state))
     }
 

@@ -29,6 +29,14 @@ pub enum ApiError {
     /// Body over `server.max_body_bytes`.
     #[error("Request body too large: the limit is {limit} bytes.")]
     BodyTooLarge { limit: usize },
+    /// Over one of `[server]`'s request limits (JSON depth, messages, tools, header bytes):
+    /// the message names the limit and its config key.
+    #[error("{message}")]
+    OverLimit {
+        message: String,
+        param: Option<&'static str>,
+        code: &'static str,
+    },
     /// The body could not be read (client went away, bad encoding).
     #[error("Could not read the request body: {0}")]
     BodyRead(String),
@@ -89,6 +97,7 @@ impl ApiError {
             ApiError::InvalidJson(_)
             | ApiError::InvalidRequest(_)
             | ApiError::InvalidHeader(_)
+            | ApiError::OverLimit { .. }
             | ApiError::BodyRead(_) => StatusCode::BAD_REQUEST,
             ApiError::Route(r) => match r {
                 RouteError::UnknownModel(_) => StatusCode::NOT_FOUND,
@@ -140,6 +149,11 @@ impl ApiError {
                 ("invalid_request_error", None, Some("request_too_large"))
             }
             ApiError::BodyRead(_) => ("invalid_request_error", None, None),
+            ApiError::OverLimit { param, code, .. } => (
+                "invalid_request_error",
+                param.map(str::to_string),
+                Some(code),
+            ),
             ApiError::Upstream(e) => match &e.kind {
                 UpstreamErrorKind::Status { .. } => ("upstream_error", None, None),
                 UpstreamErrorKind::Connect(_) => {
@@ -181,6 +195,7 @@ impl ApiError {
             | ApiError::Route(_)
             | ApiError::InvalidHeader(_)
             | ApiError::BodyTooLarge { .. }
+            | ApiError::OverLimit { .. }
             | ApiError::BodyRead(_)
             | ApiError::NotFound { .. }
             | ApiError::MethodNotAllowed

@@ -26,6 +26,8 @@
 //!   [`upstream::UpstreamError`] with its source and retryability.
 //! - [`stream`]: SSE relay, chunk by chunk, reading usage on the side.
 //! - [`account`]: pricing, metrics and the log row, from a finished request's context.
+//! - [`input_limits`]: hostile input — `[server]`'s limits on header bytes, JSON depth,
+//!   messages and tools, each refused with a 400 naming the limit.
 //! - [`metrics`]: the Prometheus recorder behind `GET /metrics`.
 //! - [`auth`]: virtual keys (`[auth] mode = "keys"`, a ≤ 1 s key cache per replica) and the
 //!   admin key; [`limits`]: a key's tier cap, rate limits and budget reservations;
@@ -43,6 +45,7 @@ pub mod conversation;
 pub mod ctx;
 pub mod dispatch;
 pub mod error;
+pub mod input_limits;
 pub mod limits;
 pub mod metrics;
 pub mod passthrough;

@@ -121,9 +121,11 @@ async fn run(
     if state.config.log.store_bodies {
         ctx.request_body = Some(String::from_utf8_lossy(&bytes).into_owned());
     }
-    // 3 parse
+    // 3 parse (hostile input: nesting checked before parsing, array lengths before reading)
+    crate::input_limits::check_depth(&bytes, &state.config.limits)?;
     let value: Value =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    crate::input_limits::check_counts(&value, ctx.api, &state.config.limits)?;
     let view = match ctx.api {
         Api::ChatCompletions => RequestView::chat(&value),
         Api::Responses => RequestView::responses(&value),

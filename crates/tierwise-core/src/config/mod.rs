@@ -49,7 +49,7 @@ pub use log::{LogConfig, RawLog};
 pub use routing::{
     DispatchMode, RawLearned, RawRouting, RawRule, RouterMode, Routing, Rule, RuleWhen,
 };
-pub use server::RawServer;
+pub use server::{RawServer, RequestLimits};
 pub use tools::{RawTools, ToolMethod, ToolMode, Tools};
 pub use upstream::{RawUpstream, Secret, Upstream};
 
@@ -90,6 +90,8 @@ pub struct Config {
     pub catalog: Catalog,
     pub upstream: Upstream,
     pub max_body_bytes: usize,
+    /// `[server]`'s other limits: JSON depth, messages, tools, header bytes.
+    pub limits: RequestLimits,
     pub log: LogConfig,
     pub routing: Routing,
     pub tools: Tools,
@@ -199,7 +201,7 @@ impl Config {
         let listen = server::load_listen(listen)?;
         let catalog = catalog::load(baseline, pricing, tiers, models, base_dir)?;
         let upstream = upstream::load(upstream, env)?;
-        let max_body_bytes = server::load(server)?;
+        let (max_body_bytes, limits) = server::load(server)?;
         let log = log::load(log, base_dir);
         let routing = routing::load(routing, &catalog, base_dir)?;
         let tools = tools::load(tools)?;
@@ -211,6 +213,7 @@ impl Config {
             catalog,
             upstream,
             max_body_bytes,
+            limits,
             log,
             routing,
             tools,
