@@ -345,3 +345,56 @@ async fn open_mode_is_refused_on_a_public_address() {
     assert!(msg.contains("refusing to serve without keys"), "{msg}");
     assert!(!msg.contains('\n'));
 }
+
+/// A streamed call is reconciled when its stream ends: the key's window holds the logged cost
+/// and no reservation.
+#[tokio::test]
+async fn a_streamed_call_is_reconciled_at_its_end() {
+    let h = Harness::with(keyed().env("TIERWISE_ADMIN_KEY", ADMIN)).await;
+    let (id, key) = create_key(&h, json!({"name": "streamer", "budget_usd_month": "1"})).await;
+    let body = json!({"model": "nano", "stream": true, "max_tokens": 64,
+        "messages": [{"role": "user", "content": "tell me a story"}]});
+    let resp = forced_as(&h, &key, "nano", &body).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()
+            .contains_key("x-tierwise-budget-remaining-usd")
+    );
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("[DONE]"));
+    let rows = h.rows().await;
+    let cost = rows
+        .iter()
+        .find(|r| r.key_id.as_deref() == Some(id.as_str()))
+        .and_then(|r| r.cost_usd)
+        .unwrap();
+    assert!(cost > Decimal::ZERO);
+    // The reconciliation is a task: give it a moment.
+    let mut spend = Value::Null;
+    for _ in 0..50 {
+        spend = admin(&h, reqwest::Method::GET, &format!("/admin/keys/{id}"), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let reserved = spend["spend"][0]["reserved"].as_str().unwrap_or("1");
+        if reserved.parse::<Decimal>().unwrap() == Decimal::ZERO {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let reserved: Decimal = spend["spend"][0]["reserved"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(reserved, Decimal::ZERO, "{spend}");
+    assert_eq!(
+        spend["spend"][0]["spent"]
+            .as_str()
+            .unwrap()
+            .parse::<Decimal>()
+            .unwrap(),
+        cost
+    );
+}

@@ -332,3 +332,47 @@ async fn pg_database_down_while_serving_fails_closed_and_the_log_catches_up() {
     drop(relayed);
     schema.drop().await;
 }
+
+/// With `[store] fail_open = true` a cached key is served while the database is down (the
+/// budget is not checked, and the row still reaches the log when the database is back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_fail_open_serves_while_the_database_is_down() {
+    let schema = Schema::new().await;
+    let host = schema
+        .base
+        .split('@')
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap()
+        .to_string();
+    let relay = Relay::start(&host).await;
+    let url = schema.url.replace(&host, &relay.addr.to_string());
+    let h = Harness::with(
+        Setup::default()
+            .section(&format!(
+                "[auth]\nmode = \"keys\"\n\n[store]\nurl = \"{url}\"\nfail_open = true"
+            ))
+            .env("TIERWISE_ADMIN_KEY", ADMIN),
+    )
+    .await;
+    let (_, key) = create_key(
+        &h,
+        json!({"name": "budgeted", "budget_usd_day": "5", "rpm": 100}),
+    )
+    .await;
+    let body = common::user("nano", "hi");
+    assert_eq!(call(&h, &key, &body).send().await.unwrap().status(), 200);
+    relay.cut();
+    let resp = call(&h, &key, &body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()
+            .get("x-tierwise-budget-remaining-usd")
+            .is_none()
+    );
+    relay.restore();
+    let mut h = h;
+    let report = h.shutdown().await;
+    assert_eq!(report.log.failed + report.log.dropped, 0);
+    schema.drop().await;
+}

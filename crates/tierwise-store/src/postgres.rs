@@ -6,9 +6,10 @@
 //!   an advisory lock so replicas starting together migrate once. Tables live in the URL's
 //!   `search_path` (tests give each test its own schema with `options=-csearch_path%3D…`).
 //! - Keys, budgets and rate windows go through a deadpool connection pool on the caller's
-//!   runtime. A reservation is one `INSERT … ON CONFLICT DO UPDATE … WHERE spent + reserved +
-//!   estimate <= limit` per window, in one transaction, windows locked in a fixed order (no
-//!   deadlocks between replicas).
+//!   runtime. A reservation is one round trip: `tierwise_reserve` (migration 2) runs one
+//!   `INSERT … ON CONFLICT DO UPDATE … WHERE spent + reserved + estimate <= limit` per window
+//!   in a sub-transaction (all windows or none), windows locked in a fixed order (no deadlocks
+//!   between replicas).
 //! - The request log's writer thread has its own connection (and a one-thread runtime): it
 //!   reconnects with backoff when the server goes away, keeping rows buffered meanwhile.
 //!
@@ -106,6 +107,43 @@ pub const MIGRATIONS: &[&str] = &[
         tokens              BIGINT NOT NULL,
         PRIMARY KEY (scope, minute)
     );",
+    // 2: a reservation in one round trip: every window or none (a sub-transaction rolled back
+    // at the first window the amount does not fit under, which is reported).
+    "CREATE FUNCTION tierwise_reserve(p_scopes TEXT[], p_wins TEXT[], p_limits NUMERIC[],
+        p_amount NUMERIC)
+    RETURNS TABLE (granted BOOLEAN, idx INTEGER, spent NUMERIC, reserved NUMERIC,
+        remaining NUMERIC)
+    LANGUAGE plpgsql AS $fn$
+    DECLARE
+        i INTEGER;
+        failed INTEGER := 0;
+        r_spent NUMERIC;
+        r_reserved NUMERIC;
+        least_left NUMERIC := NULL;
+    BEGIN
+        BEGIN
+            FOR i IN 1 .. COALESCE(array_length(p_scopes, 1), 0) LOOP
+                INSERT INTO budget_windows AS w (scope, win, spent, reserved)
+                    VALUES (p_scopes[i], p_wins[i], 0, p_amount)
+                    ON CONFLICT (scope, win) DO UPDATE SET reserved = w.reserved + EXCLUDED.reserved
+                    WHERE w.spent + w.reserved + EXCLUDED.reserved <= p_limits[i]
+                    RETURNING w.spent, w.reserved INTO r_spent, r_reserved;
+                IF NOT FOUND THEN
+                    failed := i;
+                    RAISE EXCEPTION 'tierwise: budget exceeded';
+                END IF;
+                least_left := LEAST(COALESCE(least_left, p_limits[i] - r_spent - r_reserved),
+                    p_limits[i] - r_spent - r_reserved);
+            END LOOP;
+        EXCEPTION WHEN raise_exception THEN
+            SELECT w.spent, w.reserved INTO r_spent, r_reserved FROM budget_windows w
+                WHERE w.scope = p_scopes[failed] AND w.win = p_wins[failed];
+            RETURN QUERY SELECT FALSE, failed, r_spent, r_reserved, NULL::NUMERIC;
+            RETURN;
+        END;
+        RETURN QUERY SELECT TRUE, 0, NULL::NUMERIC, NULL::NUMERIC, least_left;
+    END
+    $fn$;",
 ];
 
 /// Advisory lock taken while migrating (any constant; "tierwise" in ASCII, truncated).
@@ -684,57 +722,41 @@ impl Store for PgStore {
                     });
                 }
             }
-            let mut c = self.client().await?;
-            let tx = c.transaction().await.map_err(|e| self.err(&e))?;
-            let amount_text = amount.to_string();
-            let mut remaining: Option<Decimal> = None;
-            let mut windows = Vec::with_capacity(rows.len());
-            for (scope, window, limit) in &rows {
-                let limit_text = limit.usd.to_string();
-                let granted = tx
-                    .query_opt(
-                        "INSERT INTO budget_windows AS w (scope, win, spent, reserved) \
-                         VALUES ($1, $2, 0, $3::text::numeric) \
-                         ON CONFLICT (scope, win) DO UPDATE SET reserved = w.reserved + EXCLUDED.reserved \
-                         WHERE w.spent + w.reserved + EXCLUDED.reserved <= $4::text::numeric \
-                         RETURNING ($4::text::numeric - w.spent - w.reserved)::text",
-                        &[scope, &window.label, &amount_text, &limit_text],
-                    )
-                    .await
-                    .map_err(|e| self.err(&e))?;
-                match granted {
-                    Some(row) => {
-                        let left =
-                            dec(Some(get(&row, 0, "remaining")?), "remaining")?.unwrap_or_default();
-                        remaining = Some(remaining.map_or(left, |r: Decimal| r.min(left)));
-                        windows.push((scope.clone(), window.label.clone()));
-                    }
-                    None => {
-                        let row = tx
-                            .query_one(
-                                "SELECT spent::text, reserved::text FROM budget_windows \
-                                 WHERE scope = $1 AND win = $2",
-                                &[scope, &window.label],
-                            )
-                            .await
-                            .map_err(|e| self.err(&e))?;
-                        let spent = dec(Some(get(&row, 0, "spent")?), "spent")?;
-                        let reserved = dec(Some(get(&row, 1, "reserved")?), "reserved")?;
-                        tx.rollback().await.map_err(|e| self.err(&e))?;
-                        return Ok(Reserved::Exceeded {
-                            limit: (*limit).clone(),
-                            spent: spent.unwrap_or_default(),
-                            reserved: reserved.unwrap_or_default(),
-                            resets: window.resets,
-                        });
-                    }
-                }
+            let c = self.client().await?;
+            let scopes: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+            let wins: Vec<String> = rows.iter().map(|r| r.1.label.clone()).collect();
+            let limits_text: Vec<String> = rows.iter().map(|r| r.2.usd.to_string()).collect();
+            let row = c
+                .query_one(
+                    "SELECT granted, idx, spent::text, reserved::text, remaining::text \
+                     FROM tierwise_reserve($1::text[], $2::text[], $3::text[]::numeric[], \
+                     $4::text::numeric)",
+                    &[&scopes, &wins, &limits_text, &amount.to_string()],
+                )
+                .await
+                .map_err(|e| self.err(&e))?;
+            let granted: bool = get(&row, 0, "granted")?;
+            if !granted {
+                let idx: i32 = get(&row, 1, "idx")?;
+                let Some((_, window, limit)) =
+                    usize::try_from(idx - 1).ok().and_then(|i| rows.get(i))
+                else {
+                    return Err(StoreError::BadValue {
+                        column: "idx",
+                        message: format!("no window {idx}"),
+                    });
+                };
+                return Ok(Reserved::Exceeded {
+                    limit: (*limit).clone(),
+                    spent: dec(get(&row, 2, "spent")?, "spent")?.unwrap_or_default(),
+                    reserved: dec(get(&row, 3, "reserved")?, "reserved")?.unwrap_or_default(),
+                    resets: window.resets,
+                });
             }
-            tx.commit().await.map_err(|e| self.err(&e))?;
             Ok(Reserved::Granted(Reservation {
-                windows,
+                windows: scopes.into_iter().zip(wins).collect(),
                 amount,
-                remaining: remaining.unwrap_or_default(),
+                remaining: dec(get(&row, 4, "remaining")?, "remaining")?.unwrap_or_default(),
             }))
         })
     }
