@@ -1,15 +1,49 @@
 //! One fast, non-cryptographic hasher for in-process tables whose keys the caller produces
 //! (token-piece memos, the audit's per-call sums, name interning, content-hash memos).
+//!
+//! Hash flooding: the keys of the request path's memos come from clients (prompt pieces,
+//! texts, tool schemas). Every hash they go through starts from [`process_seed`], a random
+//! number drawn once per process, so which keys collide cannot be worked out in advance
+//! (crafted keys that share a slot under a fixed hash spread out here; see the tests of
+//! `tokens::fast`).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
+
+/// A random number drawn once per process (from std's `RandomState`, seeded by the OS): the
+/// seed of every hash of client-chosen keys.
+pub fn process_seed() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    *SEED.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0x7469_6572_7769_7365);
+        h.finish() | 1
+    })
+}
+
+/// A full-avalanche mix of `x` with [`process_seed`] (murmur3's finalizer): every output bit
+/// depends on every input bit and on the seed.
+#[inline]
+pub fn seeded_mix(x: u64) -> u64 {
+    let mut z = x ^ process_seed();
+    z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    z = (z ^ (z >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    z ^ (z >> 33)
+}
 
 /// FxHash's multiply-rotate mix on whole integers; xxh3 (seeded with the state so far) on byte
-/// strings. SipHash, the std default, costs more than the lookups it guards here. Not a
-/// defence against crafted collisions: use it only for keys an attacker does not choose in
-/// bulk (a process's own memos, an offline report over the caller's own logs).
-#[derive(Debug, Clone, Copy, Default)]
+/// strings; the state starts at [`process_seed`]. SipHash, the std default, costs more than the
+/// lookups it guards here.
+#[derive(Debug, Clone, Copy)]
 pub struct FastHasher(u64);
+
+impl Default for FastHasher {
+    #[inline]
+    fn default() -> Self {
+        FastHasher(process_seed())
+    }
+}
 
 impl FastHasher {
     #[inline]

@@ -398,7 +398,10 @@ fn system_task(p: &Patterns, text: &str, structured: bool) -> Option<&'static st
     if text.len() < 64 {
         return compute();
     }
-    let key = (xxhash_rust::xxh3::xxh3_64(text.as_bytes()), structured);
+    let key = (
+        xxhash_rust::xxh3::xxh3_64_with_seed(text.as_bytes(), tierwise_core::hash::process_seed()),
+        structured,
+    );
     MEMO.with(|m| {
         if let Some(hit) = m.borrow().get(&key) {
             return *hit;

@@ -324,8 +324,14 @@ impl ToolIndex {
     /// order), within one process. Building costs ~0.1 ms per tool (o200k counts included), so
     /// the gateway should keep recent indexes by this key rather than rebuild per request.
     pub fn fingerprint(tools: &[Value]) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        use std::hash::{BuildHasher, Hash, Hasher};
+        // Keyed per process (std's RandomState): a client cannot craft a second tool list
+        // with the same fingerprint and be served the first list's cached index.
+        static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        let mut h = KEYS
+            .get_or_init(std::collections::hash_map::RandomState::new)
+            .build_hasher();
         for t in tools {
             serde_json::to_string(t).unwrap_or_default().hash(&mut h);
         }

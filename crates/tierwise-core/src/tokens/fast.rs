@@ -58,7 +58,10 @@ pub(super) fn count(text: &str) -> usize {
         if text.len() < WHOLE_MIN_BYTES {
             return count_pieces(&mut memo, text);
         }
-        let key = (xxhash_rust::xxh3::xxh3_128(text.as_bytes()), text.len());
+        let key = (
+            xxhash_rust::xxh3::xxh3_128_with_seed(text.as_bytes(), crate::hash::process_seed()),
+            text.len(),
+        );
         if let Some(&n) = memo.whole.get(&key) {
             return n;
         }
@@ -252,9 +255,11 @@ type TinyMemo = CountMemo<u64>;
 const TINY_PIECE: usize = 7;
 
 impl<S: CountSlot> CountMemo<S> {
+    /// The home slot: the key (prompt bytes, chosen by clients) through a full-avalanche mix
+    /// seeded per process, so keys crafted to share a slot under a fixed hash do not.
     fn slot(&self, key: S::Key) -> usize {
         let bits = self.slots.len().trailing_zeros();
-        (S::hash(key).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize
+        (crate::hash::seeded_mix(S::hash(key)) >> (64 - bits)) as usize
     }
 
     fn get(&self, key: S::Key) -> Option<u32> {
@@ -468,7 +473,12 @@ thread_local! {
 
 /// One tool's [`count_tool_direct`], memoised per thread.
 pub(super) fn count_tool(tool: &Value) -> usize {
-    let key = with_encoded(tool, |b| (xxhash_rust::xxh3::xxh3_128(b), b.len()));
+    let key = with_encoded(tool, |b| {
+        (
+            xxhash_rust::xxh3::xxh3_128_with_seed(b, crate::hash::process_seed()),
+            b.len(),
+        )
+    });
     TOOL_COUNTS.with(|m| {
         let Ok(mut m) = m.try_borrow_mut() else {
             return count_tool_direct(tool);
@@ -491,6 +501,55 @@ mod tests {
 
     use super::super::{count_tools, count_tools_direct, encode_value, split};
     use super::*;
+
+    impl<S: CountSlot> CountMemo<S> {
+        /// The longest distance from a held key's home slot to where it sits (probes - 1).
+        fn max_probe(&self) -> usize {
+            let mask = self.slots.len() - 1;
+            self.slots
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| **v != S::EMPTY)
+                .map(|(i, v)| i.wrapping_sub(self.slot(v.key())) & mask)
+                .max()
+                .unwrap_or(0)
+        }
+    }
+
+    /// Hash flooding: 1,500 six-letter pieces chosen so that, under the fixed multiplicative
+    /// hash the memo used before, all share one home slot of a 4,096-slot table (one cluster:
+    /// each lookup would probe ~750 slots). With the per-process seed they spread out and
+    /// every lookup stays short.
+    #[test]
+    fn crafted_piece_keys_do_not_cluster() {
+        let old_slot = |k: u64| (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - 12)) as usize;
+        let key_of = |mut n: u64| {
+            let mut bytes = [0u8; 8];
+            for b in bytes.iter_mut().take(6) {
+                *b = b'a' + (n % 26) as u8;
+                n /= 26;
+            }
+            u64::from_le_bytes(bytes) | 6 << 56
+        };
+        let target = old_slot(key_of(0));
+        let keys: Vec<u64> = (0..)
+            .map(key_of)
+            .filter(|&k| old_slot(k) == target)
+            .take(1500)
+            .collect();
+        let mut memo = CountMemo::<u64>::default();
+        for &k in &keys {
+            memo.insert(k, 1);
+        }
+        assert_eq!(memo.slots.len(), 4096);
+        // the keys are adversarial for the fixed hash …
+        assert!(keys.iter().all(|&k| old_slot(k) == target));
+        // … not for the seeded one: a cluster of 1,500 would put the last key ~1,500 away
+        assert!(memo.max_probe() < 64, "max probe {}", memo.max_probe());
+        for &k in &keys {
+            assert_eq!(memo.get(k), Some(1));
+        }
+    }
 
     /// The memoised `count_tools` gives the direct count, first time and from the memo, and
     /// values that print differently never share a memo key.
