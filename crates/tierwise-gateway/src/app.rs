@@ -35,6 +35,7 @@
 //!   7 shape     strip hint metadata; ToolShaper (tool pruning); stream usage; flex
 //!                                                      ⇒ tools (counts); tool_search (the
 //!                                                        session, if the function was added)
+//!               shadow sampling ([quality.shadow])     ⇒ shadow (the shaped body, if sampled)
 //!   8 dispatch  reads decision; Candidates (tier, then fallbacks) × retries
 //!                                                      ⇒ trail (calls, tiers tried, last)
 //!               takes tool_search: answers its rounds  ⇒ tools (the final round's counts)
@@ -50,11 +51,14 @@
 //!               RequestLog::record (a channel push; the writer thread does the I/O);
 //!               a Responses answer's id → the model that answered (conversations). For
 //!               streams this runs when the stream ends or the client goes away (Drop).
+//!               Then, for a sampled call answered 2xx: ShadowRunner::launch takes shadow
+//!               (a spawned test: candidate call, check or judge, row to shadow_results).
 //! Errors at any stage: ApiError → status + OpenAI JSON; the request is still accounted.
 //! ```
 //!
 //! Shutdown: the `shutdown` future resolves → axum stops accepting and waits for in-flight
-//! requests (streams included) → the request log is drained and closed → `serve` returns.
+//! requests (streams included) → shadow tests in flight finish (at most `shadow::DRAIN`) →
+//! the request log is drained and closed → `serve` returns.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -71,6 +75,7 @@ use tierwise_core::Config;
 use tierwise_core::config::AuthMode;
 use tierwise_router::Policy;
 use tierwise_router::cascade::Scorer;
+use tierwise_store::ShadowLog;
 use tierwise_store::{Location, LogStats, Store, StoreError, WriterOptions};
 use tokio::net::TcpListener;
 
@@ -82,6 +87,7 @@ use crate::limits::Reconciler;
 use crate::metrics::Metrics;
 use crate::passthrough;
 use crate::proxy;
+use crate::shadow::ShadowRunner;
 use crate::shape::ToolShaper;
 use crate::telemetry::Telemetry;
 use crate::tools::ToolSearchShaper;
@@ -108,6 +114,8 @@ pub struct AppState {
     pub conversations: Conversations,
     /// OpenTelemetry traces; `None` (the default): off.
     pub telemetry: Option<Telemetry>,
+    /// Shadow tests (`[quality.shadow]`).
+    pub shadow: ShadowRunner,
     models: Bytes,
 }
 
@@ -175,6 +183,22 @@ impl Gateway {
             None => Location::Sqlite(config.log.path.clone()),
         };
         let store = tierwise_store::open(&location, WriterOptions::default())?;
+        // Shadow results live in the SQLite store only (so far): with a PostgreSQL store the
+        // runner is off, said at start.
+        let shadow_log = match &location {
+            Location::Sqlite(path) if config.quality.shadow.enabled() => {
+                Some(Arc::new(ShadowLog::open(path)?))
+            }
+            Location::Postgres(_) if config.quality.shadow.enabled() => {
+                tracing::warn!(
+                    "[quality.shadow]: shadow tests need the SQLite store; they are off with \
+                     [store] url (PostgreSQL)"
+                );
+                None
+            }
+            _ => None,
+        };
+        let shadow = ShadowRunner::new(config.quality.shadow.clone(), shadow_log);
         let models = Bytes::from(models_json(&config).to_string());
         Ok(Gateway {
             state: Arc::new(AppState {
@@ -189,6 +213,7 @@ impl Gateway {
                 scorer,
                 conversations: Conversations::default(),
                 telemetry: None,
+                shadow,
                 models,
             }),
         })
@@ -260,6 +285,7 @@ impl Gateway {
             .await;
         let state = Arc::clone(&self.state);
         drop(self);
+        state.shadow.drain(crate::shadow::DRAIN).await;
         state
             .reconciler
             .drain(std::time::Duration::from_secs(5))

@@ -18,6 +18,7 @@ use rust_decimal::Decimal;
 use crate::auth::Caller;
 use crate::dispatch::{Candidate, Trail};
 use crate::limits::{Held, RateRemaining};
+use crate::shadow::Sampled;
 use crate::shape::{ToolShaping, ascii_header};
 use crate::tools::ToolSearchSession;
 
@@ -62,6 +63,9 @@ pub struct RequestCtx {
     /// Set by receive when telemetry is on: the client's `traceparent` (the request span's
     /// parent).
     pub trace_parent: Option<opentelemetry::trace::SpanContext>,
+    /// Set by shape when the call is sampled for a shadow test; taken when the response is
+    /// complete (`shadow.rs`).
+    pub shadow: Option<Sampled>,
 }
 
 impl RequestCtx {
@@ -86,6 +90,7 @@ impl RequestCtx {
             budget_remaining: None,
             rate: RateRemaining::default(),
             trace_parent: None,
+            shadow: None,
         }
     }
 

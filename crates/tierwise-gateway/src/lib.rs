@@ -25,6 +25,8 @@
 //! - [`upstream`]: the pooled HTTP client — the only code that talks to the provider — and
 //!   [`upstream::UpstreamError`] with its source and retryability.
 //! - [`stream`]: SSE relay, chunk by chunk, reading usage on the side.
+//! - [`shadow`]: shadow tests (`[quality.shadow]`): sampling at stage 7, the candidate call
+//!   and its check or judge after the response is complete, results to the store.
 //! - [`account`]: pricing, metrics and the log row, from a finished request's context.
 //! - [`input_limits`]: hostile input — `[server]`'s limits on header bytes, JSON depth,
 //!   messages and tools, each refused with a 400 naming the limit.
@@ -50,6 +52,7 @@ pub mod limits;
 pub mod metrics;
 pub mod passthrough;
 pub mod proxy;
+pub mod shadow;
 pub mod shape;
 pub mod stream;
 pub mod telemetry;

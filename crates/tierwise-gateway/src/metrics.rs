@@ -14,6 +14,7 @@
 //! | `tierwise_upstream_errors_total` | counter | `tier`, `status`, `retryable` |
 //! | `tierwise_fallbacks_total` | counter | `from`, `to` |
 //! | `tierwise_passthrough_total` | counter | `resource`, `method`, `status` |
+//! | `tierwise_shadow_total` | counter | `outcome` (a shadow verdict, or `busy`: sampled but every slot was taken) |
 //!
 //! The exporter's counters are integers, so the two money sums are recorded as gauges that only
 //! grow and exposed as what they are, counters ([`MONEY`]: `render` writes their `# TYPE` as
@@ -142,6 +143,20 @@ impl Metrics {
             None,
             "Other /v1 calls (files, batches, embeddings, …) relayed unchanged.".into(),
         );
+        r.describe_counter(
+            "tierwise_shadow_total".into(),
+            None,
+            "Shadow tests by outcome ([quality.shadow]).".into(),
+        );
+    }
+
+    /// One sampled call's shadow outcome (`win`, `agree`, `failed`, `capped`, `busy`, …).
+    pub fn shadow(&self, outcome: &'static str) {
+        let key = Key::from_parts(
+            "tierwise_shadow_total",
+            labels(&[("outcome", outcome.to_string())]),
+        );
+        self.recorder.register_counter(&key, &META).increment(1);
     }
 
     /// One keyed request: counted, and its cost added, by key id and team (`none` without one).

@@ -13,6 +13,7 @@ use tierwise_core::config::DispatchMode;
 use tierwise_core::cost::{ServiceTier, Usage};
 use tierwise_core::request::{Api, RequestView};
 use tierwise_core::signals::{Hints, Signals};
+use tierwise_quality::check::Answer;
 use tierwise_router::Decision;
 use tierwise_router::cascade::Query as CascadeQuery;
 
@@ -27,6 +28,7 @@ use crate::ctx::RequestCtx;
 use crate::dispatch::{Candidates, Dispatched, Target, dispatch};
 use crate::error::ApiError;
 use crate::limits::{self, Held};
+use crate::shadow::ShadowRunner;
 use crate::shape::{hints_from_headers, hints_from_metadata, shape};
 use crate::stream;
 use crate::upstream::{UpstreamError, passback_headers};
@@ -175,6 +177,7 @@ async fn run(
         ctx.tools.tokens_offered = signals.tool_tokens;
         ctx.tools.tokens_sent = signals.tool_tokens;
     }
+    ctx.shadow = state.shadow.sample(ctx, &decision, &shaped.body, headers);
     // 8 dispatch
     let target = Target {
         path: upstream_path(ctx.api),
@@ -287,9 +290,10 @@ pub(crate) fn response_id(ctx: &RequestCtx, json: &Value) -> Option<String> {
         .flatten()
 }
 
-/// A non-streaming answer: read it, price it, send it back with the cost headers.
+/// A non-streaming answer: read it, price it, send it back with the cost headers (then, for a
+/// sampled call, start its shadow test).
 async fn complete(
-    state: &AppState,
+    state: &Arc<AppState>,
     ctx: &mut RequestCtx,
     d: Dispatched,
 ) -> Result<Response, ApiError> {
@@ -351,5 +355,10 @@ async fn complete(
             response_id: response_id(ctx, &json),
         },
     );
+    if let Some(sampled) = ctx.shadow.take()
+        && status.is_success()
+    {
+        ShadowRunner::launch(state, ctx, sampled, Answer::from_response(&json));
+    }
     Ok(resp.into_response())
 }

@@ -29,7 +29,9 @@ use crate::account::{self, Outcome, Priced, usage_or_estimate};
 use crate::app::AppState;
 use crate::ctx::RequestCtx;
 use crate::dispatch::{Candidate, Dispatched};
+use crate::shadow::ShadowRunner;
 use crate::upstream::{UpstreamError, passback_headers};
+use tierwise_quality::check::Answer;
 
 /// Most answer text kept for estimates and stored bodies.
 const MAX_TEXT: usize = 1 << 20;
@@ -244,7 +246,7 @@ pub fn cost_comment(priced: &Priced, usage_estimated: bool) -> String {
 impl SseRelay {
     /// Accounts the call once; returns its price and whether the usage was estimated.
     fn finish(&mut self, status: u16, error: Option<String>) -> Option<(Priced, bool)> {
-        let f = self.finisher.take()?;
+        let mut f = self.finisher.take()?;
         let (usage, estimated) = usage_or_estimate(self.scan.usage, &f.ctx, &self.scan.text);
         let service_tier = ServiceTier::from_response(self.scan.service_tier.as_deref());
         let priced = account::price(&f.state, &f.candidate.model, &usage, service_tier);
@@ -263,6 +265,16 @@ impl SseRelay {
                 response_id: self.scan.response_id.take(),
             },
         );
+        if let Some(sampled) = f.ctx.shadow.take()
+            && status == 200
+        {
+            ShadowRunner::launch(
+                &f.state,
+                &f.ctx,
+                sampled,
+                Answer::text(self.scan.text.clone()),
+            );
+        }
         Some((priced, estimated))
     }
 }

@@ -22,6 +22,8 @@ use serde_json::{Map, Value, json};
 use tierwise_core::request::{Api, RequestView};
 use tierwise_core::tokens;
 
+use crate::behavior::{Behavior, JudgeStyle};
+
 /// Token counts in the provider's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MockUsage {
@@ -179,7 +181,16 @@ pub fn answer(view: &RequestView, body: &Value, model: &str, id: u64) -> Answer 
         };
         (None, Some(call), n)
     } else {
-        let text = if view.structured_output {
+        let behavior = Behavior::parse(model);
+        let text = if let Some(style) = behavior.judge {
+            judge_text(view.last_user_text(), style)
+        } else if let Some(word) = &behavior.says {
+            if view.structured_output {
+                json!({"answer": word}).to_string()
+            } else {
+                word.clone()
+            }
+        } else if view.structured_output {
             json!({"answer": "mock", "model": model}).to_string()
         } else {
             let words: Vec<&str> = view.last_user_text().split_whitespace().take(12).collect();
@@ -203,6 +214,32 @@ pub fn answer(view: &RequestView, body: &Value, model: &str, id: u64) -> Answer 
             cache_write: 0,
         },
     }
+}
+
+/// The text between `<tag>` and `</tag>`.
+fn between<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = text.find(&open)? + open.len();
+    let end = start + text[start..].find(&close)?;
+    Some(&text[start..end])
+}
+
+/// A `judge-` model's answer to a pairwise prompt (see [`crate::behavior`]).
+pub fn judge_text(prompt: &str, style: JudgeStyle) -> String {
+    let verdict = match style {
+        JudgeStyle::Garbage => return "Both answers have merit; I cannot decide.".to_string(),
+        JudgeStyle::First => "A",
+        JudgeStyle::Longer => {
+            let words = |tag| between(prompt, tag).map_or(0, |t| t.split_whitespace().count());
+            match words("answer_a").cmp(&words("answer_b")) {
+                std::cmp::Ordering::Greater => "A",
+                std::cmp::Ordering::Less => "B",
+                std::cmp::Ordering::Equal => "TIE",
+            }
+        }
+    };
+    format!("Compared the two answers.\nVERDICT: {verdict}")
 }
 
 /// Words of four letters or more, lowercased (what the `toolsearch-` model matches on).
@@ -291,6 +328,27 @@ mod tests {
         assert_eq!(text, "Mock answer from m to: hello world");
         assert_eq!(a.usage.completion, tokens::count(&text) as u64 + 64);
         assert_eq!(answer(&view, &body, "m", 2).usage, a.usage);
+    }
+
+    #[test]
+    fn says_and_judge_models() {
+        let ask = |model: &str, content: &str, structured: bool| {
+            let mut body =
+                json!({"model": model, "messages": [{"role": "user", "content": content}]});
+            if structured {
+                body["response_format"] = json!({"type": "json_object"});
+            }
+            let view = RequestView::chat(&body).unwrap();
+            answer(&view, &body, model, 1).text.unwrap()
+        };
+        assert_eq!(ask("says-positive-mini", "classify", false), "positive");
+        assert_eq!(ask("says-42-mini", "x", true), r#"{"answer":"42"}"#);
+        let prompt = "<answer_a>\none two\n</answer_a>\n<answer_b>\none two three\n</answer_b>";
+        assert!(ask("judge-gpt-5.5", prompt, false).ends_with("VERDICT: B"));
+        assert!(ask("judge-first-gpt-5.5", prompt, false).ends_with("VERDICT: A"));
+        let tie = "<answer_a>a b</answer_a><answer_b>c d</answer_b>";
+        assert!(ask("judge-gpt-5.5", tie, false).ends_with("VERDICT: TIE"));
+        assert!(!ask("judge-garbage-gpt-5.5", prompt, false).contains("VERDICT"));
     }
 
     #[test]

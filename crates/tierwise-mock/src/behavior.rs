@@ -15,6 +15,10 @@
 //! | `cut-…`               | streams: the connection drops after the first content event        |
 //! | `empty-…`             | chat: the answer's content is the empty string (usage: reasoning only) |
 //! | `toolsearch-…`        | chat: a model that searches for tools (see [`crate::answer::tool_search_answer`]) |
+//! | `says-WORD-…`         | the text answer is exactly WORD (structured output: `{"answer": "WORD"}`); WORD ends at the next `-` |
+//! | `judge-…`             | a pairwise judge (shadow tests): reads `<answer_a>` / `<answer_b>` in the last user message and ends with `VERDICT: A`, `B` or `TIE` — the answer with more words wins, equal counts tie |
+//! | `judge-first-…`       | a judge biased to the first position: always `VERDICT: A` |
+//! | `judge-garbage-…`     | a judge whose answer has no verdict line |
 //! | anything else         | a normal answer                                                    |
 
 use std::time::Duration;
@@ -33,6 +37,20 @@ pub struct Behavior {
     pub cut: bool,
     pub tool_search: bool,
     pub empty: bool,
+    /// `says-WORD-`: the answer text.
+    pub says: Option<String>,
+    pub judge: Option<JudgeStyle>,
+}
+
+/// How a `judge-` model judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JudgeStyle {
+    /// More words wins; equal counts tie.
+    Longer,
+    /// Always the first position.
+    First,
+    /// No verdict line.
+    Garbage,
 }
 
 /// Splits `N-rest` into (N, rest) when the name continues with a number.
@@ -93,6 +111,19 @@ impl Behavior {
             } else if let Some(r) = rest.strip_prefix("empty-") {
                 b.empty = true;
                 rest = r;
+            } else if let Some(r) = rest.strip_prefix("says-") {
+                let (word, r) = r.split_once('-').unwrap_or((r, ""));
+                b.says = Some(word.to_string());
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix("judge-first-") {
+                b.judge = Some(JudgeStyle::First);
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix("judge-garbage-") {
+                b.judge = Some(JudgeStyle::Garbage);
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix("judge-") {
+                b.judge = Some(JudgeStyle::Longer);
+                rest = r;
             } else {
                 return b;
             }
@@ -119,6 +150,20 @@ mod tests {
         assert!(Behavior::parse("quota-429").quota);
         assert!(Behavior::parse("empty-gpt-5.4-nano").empty);
         assert!(Behavior::parse("slow-5-toolsearch-mini").tool_search);
+        let b = Behavior::parse("says-positive-gpt-5.4-mini");
+        assert_eq!(b.says.as_deref(), Some("positive"));
+        assert_eq!(
+            Behavior::parse("judge-gpt-5.5").judge,
+            Some(JudgeStyle::Longer)
+        );
+        assert_eq!(
+            Behavior::parse("judge-first-x").judge,
+            Some(JudgeStyle::First)
+        );
+        assert_eq!(
+            Behavior::parse("judge-garbage-x").judge,
+            Some(JudgeStyle::Garbage)
+        );
         assert_eq!(
             Behavior::parse("drip-mini").drip,
             Some(Duration::from_millis(10))

@@ -17,6 +17,8 @@
 //!   streamed through a callback (constant memory) or collected.
 //! - [`keys`]: keys (`tw-…`, only a SHA-256 hash stored), teams, limits.
 //! - [`budget`]: UTC day/month windows, reservations and reconciliation (the overspend bound).
+//! - [`shadow`]: [`ShadowLog`], the shadow-test results (`shadow_results`), written by the
+//!   gateway's shadow runner and read by `tierwise quality`.
 //!
 //! Money is `rust_decimal::Decimal` (exact decimal text in SQLite, `NUMERIC` in PostgreSQL);
 //! times are UTC.
@@ -27,6 +29,7 @@ pub mod keys;
 pub mod postgres;
 pub mod reader;
 pub mod schema;
+pub mod shadow;
 pub mod sqlite;
 pub mod writer;
 
@@ -37,6 +40,7 @@ use uuid::Uuid;
 
 pub use backend::{CreatedKey, Location, RateCount, Store, open};
 pub use reader::{LogReader, TimeRange};
+pub use shadow::{ShadowLog, ShadowMethod, ShadowRow, ShadowVerdict};
 pub use writer::{LogStats, RequestLog, WriterOptions};
 
 /// One request through the gateway, as logged.

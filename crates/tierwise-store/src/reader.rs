@@ -462,7 +462,7 @@ mod tests {
             let conn = rusqlite::Connection::open(&path).unwrap();
             conn.execute_batch(
                 "DROP TABLE requests; DROP TABLE keys; DROP TABLE teams; \
-                 DROP TABLE budget_windows; DROP TABLE rate_windows; PRAGMA user_version = 0;",
+                 DROP TABLE budget_windows; DROP TABLE rate_windows; DROP TABLE shadow_results; PRAGMA user_version = 0;",
             )
             .unwrap();
             conn.execute_batch(schema::MIGRATIONS[0]).unwrap();

@@ -86,6 +86,8 @@ pub const MIGRATIONS: &[&str] = &[
         tokens            INTEGER NOT NULL,
         PRIMARY KEY (scope, minute)
     ) STRICT;",
+    // 5: shadow-test results (`crate::shadow`).
+    crate::shadow::MIGRATION,
 ];
 
 /// Current schema version (the number of migrations).

@@ -34,7 +34,7 @@ pub enum RawDecimal {
 }
 
 impl RawDecimal {
-    fn to_decimal(&self, field: &str) -> Result<Decimal, ConfigError> {
+    pub(super) fn to_decimal(&self, field: &str) -> Result<Decimal, ConfigError> {
         let parsed = match self {
             // f64's Display is the shortest string that round-trips, so 0.2 reads as exactly 0.2.
             RawDecimal::Float(f) => Decimal::from_str(&f.to_string()),

@@ -16,7 +16,8 @@
 //!   `[routing.cascade]`;
 //! - `tools.rs`: `[tools]`;
 //! - `audit.rs`: `[audit]`;
-//! - `auth.rs`: `[auth]` (virtual keys, the admin key) and `[store]` (PostgreSQL).
+//! - `auth.rs`: `[auth]` (virtual keys, the admin key) and `[store]` (PostgreSQL);
+//! - `quality.rs`: `[quality]` (the bar) and `[quality.shadow]` (the gateway's shadow tests).
 //!
 //! To add a section: write its file (raw type with `#[serde(deny_unknown_fields)]`, validated
 //! type, defaults, `pub(super) fn load`), declare it below with `pub use` of its public types,
@@ -36,6 +37,7 @@ mod auth;
 mod cascade;
 mod catalog;
 mod log;
+mod quality;
 mod routing;
 mod server;
 mod tools;
@@ -46,6 +48,7 @@ pub use auth::{ADMIN_KEY_ENV, Auth, AuthMode, DATABASE_URL_ENV, RawAuth, RawStor
 pub use cascade::{Cascade, RawCascade, RawThresholds};
 pub use catalog::{RawContextTier, RawDecimal, RawModel, RawPricing, RawTier};
 pub use log::{LogConfig, RawLog};
+pub use quality::{Quality, RawQuality, RawShadow, Shadow};
 pub use routing::{
     DispatchMode, RawLearned, RawRouting, RawRule, RouterMode, Routing, Rule, RuleWhen,
 };
@@ -82,6 +85,8 @@ pub struct RawConfig {
     pub auth: RawAuth,
     #[serde(default)]
     pub store: RawStore,
+    #[serde(default)]
+    pub quality: RawQuality,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +103,7 @@ pub struct Config {
     pub audit: Audit,
     pub auth: Auth,
     pub store: StoreConfig,
+    pub quality: Quality,
     /// Folder of the config file (relative paths resolve against it); `.` for the embedded one.
     pub base_dir: PathBuf,
 }
@@ -197,6 +203,7 @@ impl Config {
             audit,
             auth,
             store,
+            quality,
         } = raw;
         let listen = server::load_listen(listen)?;
         let catalog = catalog::load(baseline, pricing, tiers, models, base_dir)?;
@@ -208,6 +215,7 @@ impl Config {
         let audit = audit::load(audit);
         let auth = auth::load_auth(auth, env)?;
         let store = auth::load_store(store, env)?;
+        let quality = quality::load(quality, &catalog)?;
         Ok(Config {
             listen,
             catalog,
@@ -220,6 +228,7 @@ impl Config {
             audit,
             auth,
             store,
+            quality,
             base_dir: base_dir.to_path_buf(),
         })
     }
