@@ -34,9 +34,9 @@ pub enum Command {
     /// Tool search: evaluation on tool-selection data.
     #[command(subcommand)]
     Tools(ToolsCommand),
-    /// Quality bar on your own traffic: per category, the cheapest model proven to clear it.
-    #[command(subcommand)]
-    Quality(QualityCommand),
+    /// Quality bar on your own traffic: per category × (served → candidate tier), the shadow
+    /// tests' verdict at the bar (`plan`: the same statistics offline, on outcome data).
+    Quality(QualityArgs),
     /// Virtual keys (`[auth] mode = "keys"`): create, list, show, update, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -437,6 +437,41 @@ pub enum ToolsMethodArg {
     Bm25,
     Lexical,
     Hybrid,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct QualityArgs {
+    #[command(subcommand)]
+    pub command: Option<QualityCommand>,
+    #[command(flatten)]
+    pub report: QualityReportArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct QualityReportArgs {
+    /// The store holding the shadow results: a SQLite file (default: the config's log.path).
+    #[arg(long, value_name = "FILE|URL")]
+    pub store: Option<String>,
+    /// Config file (default: ./tierwise.toml if present, else the embedded default); its
+    /// [quality] bar and confidence are the defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Quality ratio of the candidate to clear, in (0, 1] (default: quality.bar).
+    #[arg(long)]
+    pub bar: Option<f64>,
+    /// Confidence in (0, 1) (default: quality.confidence); 1 − C also bounds the expected
+    /// share of wrong "safe" verdicts across pairs (Benjamini–Hochberg).
+    #[arg(long)]
+    pub confidence: Option<f64>,
+    /// Only shadow tests at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Write a self-contained HTML report.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

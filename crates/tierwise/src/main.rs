@@ -36,7 +36,10 @@ fn main() -> ExitCode {
         Command::Calibrate(a) if a.cascade => cmd::cascade::calibrate(a),
         Command::Calibrate(a) => cmd::calibrate::run(a),
         Command::Tools(ToolsCommand::Eval(a)) => cmd::tools::run_eval(a),
-        Command::Quality(QualityCommand::Plan(a)) => cmd::quality::plan(a),
+        Command::Quality(a) => match a.command {
+            Some(QualityCommand::Plan(p)) => cmd::quality::plan(p),
+            None => cmd::quality::report(a.report),
+        },
         Command::Keys(KeysCommand::Create(a)) => cmd::keys::create(a),
         Command::Keys(KeysCommand::List(a)) => cmd::keys::list(a),
         Command::Keys(KeysCommand::Show(a)) => cmd::keys::show(a),

@@ -96,3 +96,157 @@ fn bad_input_exits_2_with_a_clear_message() {
         );
     }
 }
+
+/// A store with shadow rows: `per` rows of each (category, verdict).
+fn store_with(
+    dir: &std::path::Path,
+    rows: &[(&str, tierwise_store::ShadowVerdict, usize)],
+) -> PathBuf {
+    use rust_decimal_macros::dec;
+    use tierwise_store::{ShadowLog, ShadowMethod, ShadowRow};
+    let path = dir.join("tierwise.db");
+    let log = ShadowLog::open(&path).unwrap();
+    for (category, verdict, n) in rows {
+        for _ in 0..*n {
+            log.insert(&ShadowRow {
+                id: uuid::Uuid::now_v7(),
+                request_id: uuid::Uuid::now_v7(),
+                time: time::OffsetDateTime::now_utc(),
+                category: category.to_string(),
+                served_tier: "standard".into(),
+                served_model: "gpt-5.4".into(),
+                candidate_tier: "mini".into(),
+                candidate_model: "gpt-5.4-mini".into(),
+                method: Some(ShadowMethod::Check),
+                detail: Some("label".into()),
+                verdict: *verdict,
+                shadow_cost_usd: Some(dec!(0.0001)),
+                judge_cost_usd: Some(dec!(0)),
+                error: None,
+                prompt: None,
+            })
+            .unwrap();
+        }
+    }
+    path
+}
+
+#[test]
+fn report_json_has_its_keys_and_verdicts() {
+    use tierwise_store::ShadowVerdict::{Agree, Capped, Disagree, Unjudged};
+    let dir = tempfile::tempdir().unwrap();
+    let db = store_with(
+        dir.path(),
+        &[
+            ("classification", Agree, 200),
+            ("coding", Agree, 5),
+            ("coding", Disagree, 5),
+            ("writing", Agree, 3),
+            ("writing", Unjudged, 2),
+            ("writing", Capped, 1),
+        ],
+    );
+    let html = dir.path().join("q.html");
+    let out = tierwise()
+        .args(["quality", "--store"])
+        .arg(&db)
+        .args(["--bar", "0.95", "--confidence", "0.9", "--json", "--html"])
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pairs = v["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 3);
+    for key in [
+        "category",
+        "served_tier",
+        "candidate_tier",
+        "n",
+        "wins",
+        "ties",
+        "losses",
+        "estimate",
+        "lower",
+        "upper",
+        "verdict",
+    ] {
+        assert!(pairs.iter().all(|p| p.get(key).is_some()), "{key}");
+    }
+    let get = |c: &str| pairs.iter().find(|p| p["category"] == c).unwrap();
+    assert_eq!(get("classification")["verdict"], "safe to move down");
+    assert_eq!(get("classification")["n"], 200);
+    assert_eq!(get("coding")["verdict"], "not safe");
+    assert_eq!(get("coding")["losses"], 5);
+    let w = get("writing");
+    assert_eq!(w["n"], 3);
+    assert!(w["verdict"].as_str().unwrap().starts_with("need "));
+    assert_eq!(v["unjudged"], 2);
+    assert_eq!(v["shadow_usd"], "0.0216");
+    assert_eq!(v["judge_usd"], "0");
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("daily cap"))
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("safe to move down") && !page.contains("<script"));
+    // the terminal table
+    let out = tierwise()
+        .args(["quality", "--store"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("classification") && text.contains("need "),
+        "{text}"
+    );
+}
+
+#[test]
+fn report_bad_input_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store_with(dir.path(), &[]);
+    for args in [
+        vec![
+            "--store".to_string(),
+            db.display().to_string(),
+            "--bar".into(),
+            "1.5".into(),
+        ],
+        vec![
+            "--store".to_string(),
+            db.display().to_string(),
+            "--confidence".into(),
+            "1".into(),
+        ],
+        vec![
+            "--store".to_string(),
+            dir.path().join("missing.db").display().to_string(),
+        ],
+        vec![
+            "--store".to_string(),
+            db.display().to_string(),
+            "--since".into(),
+            "yesterday".into(),
+        ],
+    ] {
+        let out = tierwise().arg("quality").args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    // `plan` is still a subcommand
+    let out = tierwise()
+        .args(["quality", "plan", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
