@@ -10,10 +10,12 @@
 //! - [`judge`]: the rubric prompt (`prompts/`), the judge request, verdict parsing, the two
 //!   orders combined.
 //! - [`report`]: shadow rows → per category × (served → candidate tier) verdicts.
+//! - [`policy`]: safe verdicts → per-category routing rules, their diff, projected savings.
 //! - [`html`]: the report as one self-contained page.
 
 pub mod check;
 pub mod html;
 pub mod judge;
+pub mod policy;
 pub mod report;
 pub mod stats;

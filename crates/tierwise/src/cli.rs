@@ -356,11 +356,24 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(long, required_unless_present = "from_log")]
+    pub data: Option<PathBuf>,
     /// strong-share=0.3 | budget-usd-per-1k=… | quality=0.95
-    #[arg(long)]
-    pub target: String,
+    #[arg(long, required_unless_present = "from_log")]
+    pub target: Option<String>,
+    /// Per-category rules from the gateway's shadow tests: a category moves down only where
+    /// its verdict is "safe to move down" (see `tierwise quality`).
+    #[arg(long, conflicts_with_all = ["data", "target", "cascade"])]
+    pub from_log: bool,
+    /// With --from-log: the store (default: the config's log.path).
+    #[arg(long, requires = "from_log", value_name = "FILE|URL")]
+    pub store: Option<String>,
+    /// With --from-log: the quality ratio to clear (default: quality.bar).
+    #[arg(long, requires = "from_log")]
+    pub bar: Option<f64>,
+    /// With --from-log: the confidence (default: quality.confidence).
+    #[arg(long, requires = "from_log")]
+    pub confidence: Option<f64>,
     /// Config file to write thresholds into.
     #[arg(long)]
     pub config: Option<PathBuf>,

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Audit(a) => cmd::audit::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Train(a) => cmd::train::run(a),
+        Command::Calibrate(a) if a.from_log => cmd::calibrate::from_log(a),
         Command::Calibrate(a) if a.cascade => cmd::cascade::calibrate(a),
         Command::Calibrate(a) => cmd::calibrate::run(a),
         Command::Tools(ToolsCommand::Eval(a)) => cmd::tools::run_eval(a),

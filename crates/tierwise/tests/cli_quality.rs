@@ -250,3 +250,123 @@ fn report_bad_input_exits_2() {
         .unwrap();
     assert!(out.status.success());
 }
+
+/// A logged call of `category` served by `tier`: 1,000 input and 100 output tokens.
+fn logged(category: &str, tier: &str, cost: rust_decimal::Decimal) -> tierwise_store::RequestRow {
+    tierwise_store::RequestRow {
+        id: uuid::Uuid::now_v7(),
+        time: time::OffsetDateTime::now_utc(),
+        endpoint: "chat.completions".into(),
+        requested_model: "auto".into(),
+        tier: tier.into(),
+        model: "m".into(),
+        reason: "r".into(),
+        category: Some(category.into()),
+        category_source: Some("categorizer".into()),
+        role: None,
+        mode: "sync".into(),
+        service_tier: "default".into(),
+        input_tokens: 1000,
+        cached_tokens: 0,
+        output_tokens: 100,
+        reasoning_tokens: 0,
+        usage_estimated: false,
+        cost_usd: Some(cost),
+        baseline_cost_usd: None,
+        latency_ms: 1.0,
+        status: 200,
+        streamed: false,
+        attempts: 1,
+        tiers_tried: vec![tier.into()],
+        error: None,
+        request_body: None,
+        response_body: None,
+        tools: tierwise_store::ToolCounts::default(),
+        key_id: None,
+        team: None,
+    }
+}
+
+#[test]
+fn calibrate_from_log_moves_only_safe_categories_served_by_the_tested_tier() {
+    use rust_decimal_macros::dec;
+    use tierwise_store::ShadowVerdict::{Agree, Disagree};
+    let dir = tempfile::tempdir().unwrap();
+    let db = store_with(
+        dir.path(),
+        &[
+            ("classification", Agree, 200),
+            ("writing", Agree, 200),
+            ("coding", Agree, 5),
+            ("coding", Disagree, 5),
+        ],
+    );
+    {
+        let log = tierwise_store::RequestLog::open(&db, tierwise_store::WriterOptions::default())
+            .unwrap();
+        // standard: 1000 × 2.50 + 100 × 15.00 per 1M = $0.004 a call
+        for _ in 0..10 {
+            log.record(logged("classification", "standard", dec!(0.004)))
+                .unwrap();
+        }
+        log.record(logged("writing", "standard", dec!(0.004)))
+            .unwrap();
+        log.record(logged("writing", "flagship", dec!(0.008)))
+            .unwrap();
+        log.close().unwrap();
+    }
+    let cfg = dir.path().join("tierwise.toml");
+    std::fs::write(&cfg, tierwise_core::config::DEFAULT_TOML).unwrap();
+    let run = || {
+        tierwise()
+            .args(["calibrate", "--from-log", "--store"])
+            .arg(&db)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--bar", "0.95", "--confidence", "0.9", "--json"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let moves = v["moves"].as_array().unwrap();
+    assert_eq!(moves.len(), 1, "{v}");
+    assert_eq!(moves[0]["category"], "classification");
+    assert_eq!(moves[0]["to_tier"], "mini");
+    assert_eq!(moves[0]["calls"], 10);
+    // mini: 1000 × 0.75 + 100 × 4.50 per 1M = $0.0012 a call
+    assert_eq!(moves[0]["projected_usd"], "0.0120");
+    assert_eq!(moves[0]["savings_usd"], "0.0280");
+    assert!(moves[0]["quality_lower"].as_f64().unwrap() > 0.95);
+    let skipped = v["skipped"].as_array().unwrap();
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.as_str().unwrap().starts_with("writing:"))
+    );
+    assert!(
+        v["diff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "+ name = \"quality-classification\"")
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let rule = text.find("quality-classification").unwrap();
+    assert!(rule < text.find("name = \"sub-agent\"").unwrap());
+    let check = tierwise()
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(check.status.success());
+    // again: the same rules, nothing changes
+    let again: serde_json::Value = serde_json::from_slice(&run().stdout).unwrap();
+    assert!(again["diff"].as_array().unwrap().is_empty(), "{again}");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), text);
+}

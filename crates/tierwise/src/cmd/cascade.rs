@@ -73,14 +73,19 @@ pub fn train(args: TrainArgs) -> anyhow::Result<Status> {
 /// plan fitted on recorded responses, written into the config's `[routing.cascade]`. The
 /// data's response models stand in for the config's tiers, cheapest first (`--models`).
 pub fn calibrate(args: CalibrateArgs) -> anyhow::Result<Status> {
-    let objective = cascade_eval::parse_target(&args.target)?;
+    let target = args.target.clone().unwrap_or_default();
+    let data = args
+        .data
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("--data DIR is required"))?;
+    let objective = cascade_eval::parse_target(&target)?;
     let path = config_to_write(args.config.as_deref(), args.dry_run)?;
     let config = super::load_config(path.as_deref())?;
-    let ds = super::load_data(&args.data, args.split.as_deref(), args.json)?;
+    let ds = super::load_data(&data, args.split.as_deref(), args.json)?;
     let opts = PlanOptions {
         tiers: config.catalog.tiers(),
         objective,
-        target_text: &args.target,
+        target_text: &target,
         models: args.models.clone(),
         // `--scorer FILE`, else the config's `[routing.cascade] scorer`, else the shipped one
         scorer: args
