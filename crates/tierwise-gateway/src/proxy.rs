@@ -169,7 +169,15 @@ async fn run(
     let Value::Object(map) = value else {
         return Err(ApiError::Internal("request body is not an object".into()));
     };
-    let mut shaped = shape(map, &view, &decision, state.tools.as_ref());
+    let caller_key = ctx.caller.as_ref().map(|c| c.key.id.as_str());
+    let mut shaped = shape(
+        map,
+        &view,
+        &decision,
+        state.tools.as_ref(),
+        state.config.cache,
+        caller_key,
+    );
     ctx.tools = shaped.tools;
     ctx.tool_search = shaped.tool_search.take();
     if ctx.tools.offered > 0 && ctx.tools.tokens_offered == 0 && ctx.tools.removed == 0 {

@@ -24,6 +24,7 @@ pub mod answer;
 pub mod behavior;
 mod chat;
 mod files;
+pub mod provider_cache;
 mod responses;
 
 use std::collections::{HashMap, HashSet};
@@ -68,6 +69,8 @@ struct Inner {
     batches: Mutex<HashMap<String, files::Batch>>,
     /// `prompt_cache_key`s whose cache has been written.
     prompt_caches: Mutex<HashSet<String>>,
+    /// The provider-cache simulation, when on ([`Mock::with_provider_cache`]).
+    provider_cache: Option<Mutex<provider_cache::ProviderCache>>,
     /// Responses answers by id (only when recording).
     responses: Mutex<HashMap<String, Value>>,
 }
@@ -123,6 +126,7 @@ impl Mock {
                 files: Mutex::new(HashMap::new()),
                 batches: Mutex::new(HashMap::new()),
                 prompt_caches: Mutex::new(HashSet::new()),
+                provider_cache: None,
                 responses: Mutex::new(HashMap::new()),
             }),
         }
@@ -184,10 +188,25 @@ impl Mock {
         let _ = rx.wait_for(|open| *open).await;
     }
 
-    /// Applies the prompt cache of `body`'s `prompt_cache_key` to `usage`: the first request
-    /// with a key writes what the warm cache holds (`cached` becomes `cache_write`); later ones
-    /// read it. Without a key, `usage` is left as it is (a warm cache).
+    /// A recording mock whose prompt cache is the [`provider_cache`] simulation (routing,
+    /// overflow, 128-token steps, TTL) instead of the simple warm cache.
+    pub fn with_provider_cache(sim: provider_cache::ProviderCache) -> Mock {
+        let mut mock = Mock::build(true, None);
+        if let Some(inner) = Arc::get_mut(&mut mock.inner) {
+            inner.provider_cache = Some(Mutex::new(sim));
+        }
+        mock
+    }
+
+    /// Applies the prompt cache to `usage`. With [`Mock::with_provider_cache`], the simulation
+    /// decides. Otherwise: the first request with a `prompt_cache_key` writes what the warm
+    /// cache holds (`cached` becomes `cache_write`); later ones read it; without a key,
+    /// `usage` is left as it is (a warm cache).
     pub fn prompt_cache(&self, body: &Value, usage: &mut answer::MockUsage) {
+        if let Some(sim) = &self.inner.provider_cache {
+            lock(sim).apply(body, usage);
+            return;
+        }
         let Some(key) = body.get("prompt_cache_key").and_then(Value::as_str) else {
             return;
         };

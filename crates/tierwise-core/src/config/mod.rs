@@ -17,7 +17,8 @@
 //! - `tools.rs`: `[tools]`;
 //! - `audit.rs`: `[audit]`;
 //! - `auth.rs`: `[auth]` (virtual keys, the admin key) and `[store]` (PostgreSQL);
-//! - `quality.rs`: `[quality]` (the bar) and `[quality.shadow]` (the gateway's shadow tests).
+//! - `quality.rs`: `[quality]` (the bar) and `[quality.shadow]` (the gateway's shadow tests);
+//! - `cache.rs`: `[cache]` (prompt-cache shaping).
 //!
 //! To add a section: write its file (raw type with `#[serde(deny_unknown_fields)]`, validated
 //! type, defaults, `pub(super) fn load`), declare it below with `pub use` of its public types,
@@ -34,6 +35,7 @@ use crate::catalog::{Catalog, CatalogError};
 
 mod audit;
 mod auth;
+mod cache;
 mod cascade;
 mod catalog;
 mod log;
@@ -45,6 +47,7 @@ mod upstream;
 
 pub use audit::{Audit, RawAudit};
 pub use auth::{ADMIN_KEY_ENV, Auth, AuthMode, DATABASE_URL_ENV, RawAuth, RawStore, StoreConfig};
+pub use cache::{CacheShaping, RawCache};
 pub use cascade::{Cascade, RawCascade, RawThresholds};
 pub use catalog::{RawContextTier, RawDecimal, RawModel, RawPricing, RawTier};
 pub use log::{LogConfig, RawLog};
@@ -87,6 +90,7 @@ pub struct RawConfig {
     pub store: RawStore,
     #[serde(default)]
     pub quality: RawQuality,
+    pub cache: RawCache,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +108,7 @@ pub struct Config {
     pub auth: Auth,
     pub store: StoreConfig,
     pub quality: Quality,
+    pub cache: CacheShaping,
     /// Folder of the config file (relative paths resolve against it); `.` for the embedded one.
     pub base_dir: PathBuf,
 }
@@ -204,6 +209,7 @@ impl Config {
             auth,
             store,
             quality,
+            cache,
         } = raw;
         let listen = server::load_listen(listen)?;
         let catalog = catalog::load(baseline, pricing, tiers, models, base_dir)?;
@@ -216,6 +222,7 @@ impl Config {
         let auth = auth::load_auth(auth, env)?;
         let store = auth::load_store(store, env)?;
         let quality = quality::load(quality, &catalog)?;
+        let cache = cache::load(cache);
         Ok(Config {
             listen,
             catalog,
@@ -229,6 +236,7 @@ impl Config {
             auth,
             store,
             quality,
+            cache,
             base_dir: base_dir.to_path_buf(),
         })
     }
