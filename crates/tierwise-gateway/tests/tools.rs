@@ -247,7 +247,8 @@ async fn tool_search_is_answered_by_the_gateway_and_every_round_is_priced() {
     assert_eq!(reqs.len(), 2, "one search round, then the answer");
     for r in &reqs {
         assert!(r.body.get("stream").is_none());
-        // Only the client's own fields go upstream: the session stays in the gateway.
+        // Only the client's own fields (and the cache key `[cache] shape` adds) go upstream:
+        // the session stays in the gateway.
         let mut keys: Vec<&str> = r
             .body
             .as_object()
@@ -256,8 +257,13 @@ async fn tool_search_is_answered_by_the_gateway_and_every_round_is_priced() {
             .map(String::as_str)
             .collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["messages", "model", "tools"]);
+        assert_eq!(keys, ["messages", "model", "prompt_cache_key", "tools"]);
     }
+    // every round of one call shares the cache key
+    assert_eq!(
+        reqs[0].body["prompt_cache_key"],
+        reqs[1].body["prompt_cache_key"]
+    );
     assert_eq!(
         names_of(&reqs[0].body),
         ["forecasting_needs", "tool_search"]

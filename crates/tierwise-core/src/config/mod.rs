@@ -270,6 +270,26 @@ mod tests {
     }
 
     #[test]
+    fn cache_section_is_validated() {
+        assert!(Config::embedded(&no_env).unwrap().cache.shape);
+        let off = DEFAULT_TOML.replace("shape = true", "shape = false");
+        assert!(
+            !Config::from_toml(&off, Path::new("."), &no_env)
+                .unwrap()
+                .cache
+                .shape
+        );
+        for (from, to, named) in [
+            ("shape = true", "shape = \"yes\"", "invalid type"),
+            ("shape = true", "shap = true", "shap"),
+        ] {
+            let text = DEFAULT_TOML.replace(from, to);
+            let err = Config::from_toml(&text, Path::new("."), &no_env).unwrap_err();
+            assert!(err.to_string().contains(named), "{err}");
+        }
+    }
+
+    #[test]
     fn unknown_field_is_named() {
         let text = DEFAULT_TOML.replace("[log]", "[log]\nstore_bodiez = true");
         let err = Config::from_toml(&text, Path::new("."), &no_env).unwrap_err();
