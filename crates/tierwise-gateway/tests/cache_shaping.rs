@@ -3,7 +3,13 @@
 //! on versus off, on generated agents sharing a long head and on a replay of the example
 //! workload. The figures are in `docs/benchmarks.md`; print them with
 //! `cargo nextest run -p tierwise-gateway --test cache_shaping --no-capture`.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests may unwrap")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    reason = "tests may unwrap, panic and print the figures they measure"
+)]
 
 mod common;
 
@@ -21,7 +27,7 @@ async fn replay(shape: bool, bodies: &[Value]) -> (u64, u64, Vec<Value>) {
         mock: Mock::with_provider_cache(ProviderCache::default()),
         ..Setup::default()
     }
-    .section(&format!("[cache]\nshape = {shape}"));
+    .edit("shape = true", &format!("shape = {shape}"));
     let h = Harness::with(setup).await;
     let (mut cached, mut prompt) = (0, 0);
     for body in bodies {

@@ -90,6 +90,7 @@ pub struct RawConfig {
     pub store: RawStore,
     #[serde(default)]
     pub quality: RawQuality,
+    #[serde(default)]
     pub cache: RawCache,
 }
 
