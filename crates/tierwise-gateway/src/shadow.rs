@@ -30,6 +30,11 @@
 //! - **Concurrency**: at most `max_concurrency` tests in flight; a sampled call finding every
 //!   slot taken is skipped (metric `tierwise_shadow_total{outcome="busy"}`), never queued.
 //! - A shadow call that fails (status, transport, not JSON) is logged as `failed` (no n).
+//! - **Budgets** (keys mode): the candidate call and the two judge calls are charged to the
+//!   served call's key and team like any call: an upper estimate (the prompt, the output cap
+//!   or `auth.budget_max_output_tokens`, at the model's price) is reserved first and
+//!   reconciled with the exact cost after. A refused candidate reservation logs the test as
+//!   `failed`, a refused judge reservation as `unjudged`, with the budget's message.
 //! - Shutdown waits for tests in flight (at most [`DRAIN`]).
 //!
 //! Shadow calls go to the provider like served ones (same client, same key or the client's
@@ -50,6 +55,7 @@ use tierwise_core::request::{Api, RequestView};
 use tierwise_quality::check::{self, Answer};
 use tierwise_quality::judge;
 use tierwise_router::Decision;
+use tierwise_store::budget::Reservation;
 use tierwise_store::{ShadowLog, ShadowMethod, ShadowRow, ShadowVerdict, TimeRange};
 use time::{Date, OffsetDateTime};
 use tokio::sync::Semaphore;
@@ -57,7 +63,9 @@ use uuid::Uuid;
 
 use crate::account;
 use crate::app::AppState;
+use crate::auth::Caller;
 use crate::ctx::RequestCtx;
+use crate::limits;
 
 /// How long shutdown waits for shadow tests in flight.
 pub const DRAIN: Duration = Duration::from_secs(10);
@@ -244,6 +252,10 @@ impl ShadowRunner {
         let capped = runner.spent_today() >= runner.config.daily_usd_cap;
         let state = Arc::clone(state);
         let api = ctx.api;
+        let payer = Payer {
+            caller: ctx.caller.clone(),
+            prompt_tokens: ctx.prompt_estimate,
+        };
         // Detached from the response; shutdown waits for it through the semaphore
         // (`ShadowRunner::drain`), the row's insert included.
         tokio::spawn(async move {
@@ -255,7 +267,7 @@ impl ShadowRunner {
                 ));
                 row
             } else {
-                let row = run(&state, api, sampled, served, row).await;
+                let row = run(&state, api, sampled, served, row, &payer).await;
                 state.shadow.add_spend(
                     row.shadow_cost_usd.unwrap_or_default()
                         + row.judge_cost_usd.unwrap_or_default(),
@@ -280,6 +292,61 @@ impl ShadowRunner {
             .is_err()
         {
             tracing::warn!("shadow tests still running at shutdown were abandoned");
+        }
+    }
+}
+
+/// Who pays for a shadow test: the served call's virtual key (and its team), whose budgets
+/// the candidate call and the judge calls reserve and reconcile like any other call (issue 17:
+/// shadow tests count). Open mode and keys without budgets reserve nothing.
+struct Payer {
+    caller: Option<Arc<Caller>>,
+    prompt_tokens: u64,
+}
+
+impl Payer {
+    /// Reserves `calls` calls of `model` with this prompt and output cap; `Err` (the test is
+    /// not run) when the budget refuses, the store cannot be reached, or the model is unpriced.
+    async fn reserve(
+        &self,
+        state: &AppState,
+        model: &str,
+        prompt_tokens: u64,
+        output_tokens: u64,
+        calls: u64,
+    ) -> Result<Option<Reservation>, String> {
+        let Some(caller) = self.caller.as_deref() else {
+            return Ok(None);
+        };
+        if limits::budget_limits(caller).is_empty() {
+            return Ok(None);
+        }
+        let usage = Usage {
+            input_tokens: prompt_tokens,
+            cached_tokens: 0,
+            output_tokens,
+            reasoning_tokens: 0,
+            cache_write_tokens: 0,
+        };
+        let one = account::price(state, model, &usage, ServiceTier::Default)
+            .cost
+            .ok_or_else(|| format!("budget: `{model}` has no price and the key has a budget"))?;
+        limits::reserve(
+            state.store.as_ref(),
+            caller,
+            one * Decimal::from(calls),
+            state.config.store.fail_open,
+        )
+        .await
+        .map_err(|e| format!("budget: {e}"))
+    }
+
+    /// Releases `held` and books `exact` (the reservation itself when unknown).
+    fn settle(&self, state: &AppState, held: Option<Reservation>, exact: Option<Decimal>) {
+        if let Some(r) = held {
+            state
+                .reconciler
+                .reconcile(Arc::clone(&state.store), r, exact);
         }
     }
 }
@@ -340,6 +407,7 @@ async fn run(
     sampled: Sampled,
     served: Answer,
     mut row: ShadowRow,
+    payer: &Payer,
 ) -> ShadowRow {
     let mut body = sampled.body;
     body.insert("model".into(), Value::String(row.candidate_model.clone()));
@@ -352,7 +420,27 @@ async fn run(
     if state.config.log.store_bodies {
         row.prompt = prompt_of(api, &request);
     }
-    let (answer, cost) = match call(state, upstream_path(api), &request, &sampled.headers).await {
+    let output_cap = limits::output_cap(&request, state.config.auth.budget_max_output_tokens);
+    let held = match payer
+        .reserve(
+            state,
+            &row.candidate_model,
+            payer.prompt_tokens,
+            output_cap,
+            1,
+        )
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            row.verdict = ShadowVerdict::Failed;
+            row.error = Some(e);
+            return row;
+        }
+    };
+    let called = call(state, upstream_path(api), &request, &sampled.headers).await;
+    payer.settle(state, held, called.as_ref().ok().and_then(|(_, c)| *c));
+    let (answer, cost) = match called {
         Ok(x) => x,
         Err(e) => {
             row.verdict = ShadowVerdict::Failed;
@@ -383,10 +471,38 @@ async fn run(
     );
     let first = judge::judge_request(judge_model, &shown, &s, &c);
     let second = judge::judge_request(judge_model, &shown, &c, &s);
+    let judge_prompt = first
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, |m| tierwise_core::tokens::count_messages(m) as u64);
+    let held = match payer
+        .reserve(
+            state,
+            judge_model,
+            judge_prompt,
+            state.config.auth.budget_max_output_tokens,
+            2,
+        )
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            row.method = Some(ShadowMethod::Judge);
+            row.verdict = ShadowVerdict::Unjudged;
+            row.judge_cost_usd = Some(Decimal::ZERO);
+            row.error = Some(e);
+            return row;
+        }
+    };
     let (r1, r2) = tokio::join!(
         call(state, "/chat/completions", &first, &sampled.headers),
         call(state, "/chat/completions", &second, &sampled.headers),
     );
+    let judged = [&r1, &r2]
+        .iter()
+        .map(|r| r.as_ref().ok().and_then(|(_, c)| *c))
+        .try_fold(Decimal::ZERO, |sum, c| c.map(|c| sum + c));
+    payer.settle(state, held, judged);
     let mut judge_cost = Some(Decimal::ZERO);
     let mut prefs = Vec::with_capacity(2);
     let mut errors = Vec::new();

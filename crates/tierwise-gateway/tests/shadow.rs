@@ -328,3 +328,115 @@ async fn off_by_default_and_per_category_rates() {
     let rows = shadow_rows(&mut h).await;
     assert!(rows.is_empty(), "{rows:?}");
 }
+
+const ADMIN: &str = "admin-secret-for-tests";
+
+/// Keys mode on top of `setup`, and a key with a day budget of `budget` USD.
+async fn keyed(shadow: &str, models: &[(&str, &str)], budget: &str) -> (Harness, String, String) {
+    let s = setup(shadow, models)
+        .section("[auth]\nmode = \"keys\"\nkey_cache_ms = 0")
+        .env("TIERWISE_ADMIN_KEY", ADMIN);
+    let h = Harness::with(s).await;
+    let resp = h
+        .client
+        .post(h.url("/admin/keys"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "app", "budget_usd_day": budget}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let v: Value = resp.json().await.unwrap();
+    let (id, key) = (v["id"].as_str().unwrap(), v["key"].as_str().unwrap());
+    (h, id.to_string(), key.to_string())
+}
+
+async fn chat_as(h: &Harness, key: &str, body: &Value) -> reqwest::Response {
+    h.client
+        .post(h.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The key's day window (spent, reserved), once the shadow row is written and nothing is
+/// reserved any more (reconciliations are tasks).
+async fn settled_spend(h: &Harness, id: &str) -> (Decimal, Decimal) {
+    let mut last = (Decimal::ZERO, Decimal::ONE);
+    for _ in 0..250 {
+        let rows = ShadowLog::open_read(&h.db)
+            .ok()
+            .and_then(|l| l.rows(&TimeRange::all()).ok())
+            .unwrap_or_default();
+        let v: Value = h
+            .client
+            .get(h.url(&format!("/admin/keys/{id}")))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let num =
+            |k: &str| -> Decimal { v["spend"][0][k].as_str().unwrap_or("1").parse().unwrap() };
+        last = (num("spent"), num("reserved"));
+        if !rows.is_empty() && last.1 == Decimal::ZERO {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the key's window never settled: {last:?}");
+}
+
+/// Issue 17: shadow tests count toward the key's budget, the judge included.
+#[tokio::test]
+async fn shadow_and_judge_spend_is_charged_to_the_callers_key() {
+    let (mut h, id, key) = keyed(
+        "rate = 1.0",
+        &[
+            ("gpt-5.4-mini", "says-positive-gpt-5.4-mini"),
+            ("gpt-5.5", "judge-gpt-5.5"),
+        ],
+        "5",
+    )
+    .await;
+    let resp = chat_as(
+        &h,
+        &key,
+        &user("standard", "Explain how tides work in detail"),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let (spent, _) = settled_spend(&h, &id).await;
+    let served = h.rows().await[0].cost_usd.unwrap();
+    let rows = shadow_rows(&mut h).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(r.method, Some(ShadowMethod::Judge));
+    let (shadow, judge) = (r.shadow_cost_usd.unwrap(), r.judge_cost_usd.unwrap());
+    assert!(shadow > Decimal::ZERO && judge > Decimal::ZERO, "{r:?}");
+    assert_eq!(spent, served + shadow + judge);
+}
+
+/// A budget that covers the call and the candidate but not the judge's reservation (two
+/// flagship calls at the output cap): the test is logged unjudged, the judge never called.
+#[tokio::test]
+async fn a_budget_that_cannot_pay_the_judge_leaves_the_test_unjudged() {
+    let (mut h, id, key) = keyed("rate = 1.0", &[("gpt-5.5", "judge-gpt-5.5")], "0.01").await;
+    let mut body = user("mini", "Tell me about the sea in a few sentences");
+    body["max_tokens"] = json!(64);
+    let resp = chat_as(&h, &key, &body).await;
+    assert_eq!(resp.status(), 200);
+    let (spent, _) = settled_spend(&h, &id).await;
+    let served = h.rows().await[0].cost_usd.unwrap();
+    let rows = shadow_rows(&mut h).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(r.verdict, ShadowVerdict::Unjudged, "{r:?}");
+    assert!(r.error.as_deref().unwrap().starts_with("budget:"), "{r:?}");
+    assert_eq!(h.mock.mock.calls("judge-gpt-5.5"), 0);
+    assert_eq!(spent, served + r.shadow_cost_usd.unwrap());
+}
